@@ -1,0 +1,79 @@
+"""The contract between models/ and everything that trains, evaluates or exports a model.
+
+Every model family (UNIT, MUNIT, U-GAT-IT) provides one `Family` record. The trainer, evaluator and exporter
+only ever use what is declared here, so a family is added by writing its package and one line in
+`models/__init__.py`.
+
+Conventions (all families):
+  * images inside the models are float32 NHWC `[B, H, W, 3]` scaled to [-1, 1];
+  * a "direction" is the string "a2b" or "b2a";
+  * losses returned by a train step are per-replica scalars already reduced with
+    `tf.nn.compute_average_loss(per_example, global_batch_size=...)`, so summing them over replicas
+    (`strategy.reduce(SUM, ...)`) gives the global-batch mean whatever the number of replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Protocol
+
+import tensorflow as tf
+
+DIRECTIONS = ("a2b", "b2a")
+
+
+class TranslationModel(Protocol):
+  """What every family's top-level `keras.Model` offers (all sub-networks are tracked attributes).
+
+  Attributes:
+    config: the family's frozen config dataclass.
+    generator_variables: list of trainable variables updated by the generator optimizer.
+    discriminator_variables: list of trainable variables updated by the discriminator optimizer.
+  """
+
+  config: Any
+
+  @property
+  def generator_variables(self) -> list: ...
+
+  @property
+  def discriminator_variables(self) -> list: ...
+
+  def translate(self, images: tf.Tensor, direction: str, style: tf.Tensor | None = None,
+                training: bool = False) -> dict[str, tf.Tensor]:
+    """Translates `images` [B, H, W, 3] in [-1, 1].
+
+    Returns {"images": [B, H, W, 3] in [-1, 1]} plus, for MUNIT, "style" [B, style_dim] (the style used;
+    when `style` is None a style is drawn from N(0, I)) and, for U-GAT-IT, "attention" [B, H, W] in [0, 1]
+    (the CAM heatmap, min-max normalized per image and resized to the image size).
+    H and W must be multiples of `model.size_multiple` (the exporter pads to that); U-GAT-IT full additionally
+    requires H == W == config.image_size.
+    """
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """One model family, as the rest of the project sees it.
+
+  Attributes:
+    name: "unit", "munit" or "ugatit".
+    config_class: the frozen dataclass of the family's config (architecture, loss weights, optimizer).
+    presets: preset name -> config instance; at least "paper" (the official defaults) and "tiny".
+    build_model: config -> built TranslationModel (variables created for config.image_size).
+    train_step: (model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size) -> dict of loss scalars.
+      Runs inside `strategy.run` (one replica's view): discriminator update with its own tape, then the
+      generator update with its own tape, exactly the paper's/official code's losses.
+    sample_rows: (model, x_a, x_b) -> ordered dict row_name -> [B, H, W, 3] in [-1, 1], the rows of the
+      sample grid (inputs, reconstructions, translations, cycles; MUNIT several styles and a fixed style;
+      U-GAT-IT CAM heatmaps rendered as RGB).
+    build_optimizers: config -> (gen_optimizer, dis_optimizer) with the paper's lr policy.
+  """
+
+  name: str
+  config_class: type
+  presets: Mapping[str, Any]
+  build_model: Callable[[Any], Any]
+  train_step: Callable[..., dict]
+  sample_rows: Callable[..., dict]
+  build_optimizers: Callable[[Any], tuple]
