@@ -1,0 +1,108 @@
+"""Optimizers and learning-rate policies of the official UNIT, MUNIT and U-GAT-IT trainers.
+
+The PyTorch references use `torch.optim.Adam(..., weight_decay=wd)`, which adds an L2 term to the gradient
+(g <- g + wd * w) before the Adam moments, unlike Keras' decoupled (AdamW-style) `weight_decay`. `AdamL2`
+reproduces the torch behaviour. Learning-rate policies (by optimizer iteration t = 0, 1, ...):
+  * "constant": lr (UNIT v02).
+  * "step": lr * gamma ** floor(t / step_size) (MUNIT `lr_policy: step`, torch StepLR stepped every iteration).
+  * "linear": lr until max_iter // 2, then linearly to 0 at max_iter (U-GAT-IT `decay_flag`: after iteration
+    s > max_iter // 2 the lr is lowered by lr / (max_iter // 2) before each update).
+`build_optimizers(config)` reads the config fields `lr, beta1, beta2, weight_decay, lr_policy` and, per policy,
+`step_size, gamma` ("step") or `max_iter` ("linear"), and is shared by all families.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+LR_POLICIES = ("constant", "step", "linear")
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class LinearDecayToZero(keras.optimizers.schedules.LearningRateSchedule):
+  """lr(t) = lr for t + 1 <= half, then lr * (1 - (t + 1 - half) / half), never below 0; half = max_iter // 2.
+
+  t is the 0-based optimizer iteration; t + 1 is U-GAT-IT's 1-based `step`, whose decrement happens before
+  that step's update, so lr reaches 0 at the last iteration.
+  """
+
+  def __init__(self, initial_learning_rate: float, max_iter: int):
+    if max_iter < 2:
+      raise ValueError(f"LinearDecayToZero needs max_iter >= 2, got {max_iter}.")
+    self.initial_learning_rate = float(initial_learning_rate)
+    self.max_iter = int(max_iter)
+
+  def __call__(self, step):
+    half = float(self.max_iter // 2)
+    t = tf.cast(step, tf.float32) + 1.0
+    frac = tf.clip_by_value((t - half) / half, 0.0, 1.0)
+    return self.initial_learning_rate * (1.0 - frac)
+
+  def get_config(self):
+    return {"initial_learning_rate": self.initial_learning_rate, "max_iter": self.max_iter}
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class AdamL2(keras.optimizers.Adam):
+  """Adam with torch-style L2 weight decay: the gradient used is g + l2_weight_decay * w (torch.optim.Adam).
+
+  Args:
+    l2_weight_decay: coefficient of the L2 term added to every gradient (0 disables it).
+    **kwargs: keras.optimizers.Adam arguments (learning_rate, beta_1, beta_2, epsilon, ...). Keras'
+      own decoupled `weight_decay` is rejected to avoid decaying twice.
+  """
+
+  def __init__(self, l2_weight_decay: float = 0.0, **kwargs):
+    if kwargs.get("weight_decay"):
+      raise ValueError("AdamL2 takes l2_weight_decay (torch-style, added to the gradient); "
+                       "do not also pass Keras' decoupled weight_decay.")
+    kwargs.pop("weight_decay", None)
+    super().__init__(**kwargs)
+    if l2_weight_decay < 0:
+      raise ValueError(f"l2_weight_decay must be >= 0, got {l2_weight_decay}.")
+    self.l2_weight_decay = float(l2_weight_decay)
+
+  def update_step(self, gradient, variable, learning_rate):
+    """Adds l2_weight_decay * variable to the gradient, then takes the Adam step."""
+    if self.l2_weight_decay:
+      gradient = gradient + tf.cast(self.l2_weight_decay, gradient.dtype) * tf.cast(variable, gradient.dtype)
+    super().update_step(gradient, variable, learning_rate)
+
+  def get_config(self):
+    return {**super().get_config(), "l2_weight_decay": self.l2_weight_decay}
+
+
+def _require(config, name: str, policy: str):
+  """Returns config.<name> or raises a ValueError naming the field the policy needs."""
+  if not hasattr(config, name):
+    raise ValueError(f"lr_policy={policy!r} needs the config field {name!r}, which "
+                     f"{type(config).__name__} does not have.")
+  return getattr(config, name)
+
+
+def learning_rate_schedule(config):
+  """Returns the learning rate (float or LearningRateSchedule) for `config.lr_policy`."""
+  policy = config.lr_policy
+  if policy == "constant":
+    return float(config.lr)
+  if policy == "step":
+    step_size, gamma = int(_require(config, "step_size", policy)), float(_require(config, "gamma", policy))
+    if step_size < 1:
+      raise ValueError(f"step_size must be >= 1 for lr_policy='step', got {step_size}.")
+    return keras.optimizers.schedules.ExponentialDecay(
+        float(config.lr), decay_steps=step_size, decay_rate=gamma, staircase=True)
+  if policy == "linear":
+    return LinearDecayToZero(float(config.lr), int(_require(config, "max_iter", policy)))
+  raise ValueError(f"Unknown lr_policy {policy!r}; choose one of {', '.join(LR_POLICIES)}.")
+
+
+def build_optimizer(config, name: str) -> AdamL2:
+  """Builds one AdamL2 from config.lr/beta1/beta2/weight_decay/lr_policy (+ policy params)."""
+  return AdamL2(learning_rate=learning_rate_schedule(config), beta_1=float(config.beta1),
+                beta_2=float(config.beta2), epsilon=1e-8, l2_weight_decay=float(config.weight_decay), name=name)
+
+
+def build_optimizers(config) -> tuple[AdamL2, AdamL2]:
+  """Returns (gen_optimizer, dis_optimizer), both Adam with the paper's betas, L2 decay and lr policy."""
+  return build_optimizer(config, "gen_optimizer"), build_optimizer(config, "dis_optimizer")
