@@ -1,0 +1,367 @@
+"""The train stage: a family's model trained on ingest's TFRecords, with checkpoints, logs and samples.
+
+`run(TrainConfig) -> TrainResult` is the library; `python -m components.train` is its absl entry point.
+model_dir layout (docs/INTERFACES.md): `config.json`, `checkpoints/` (tf.train.CheckpointManager, one
+checkpoint per `checkpoint_every_steps`, named `ckpt-<step>`), `logs/` (TensorBoard), `samples/step_XXXXXXXX.png`.
+
+The loop (one iteration = one global batch):
+  1. next (x_a [B, S, S, 3], x_b [B, S, S, 3]) from domains A and B, shuffled independently (different seeds)
+     and zipped: the data are unpaired;
+  2. `strategy.run(family.train_step)` (D update, then G update) and SUM-reduce the per-replica losses;
+  3. a non-finite loss stops the run (StageError naming the step and the term) without saving that state;
+  4. every interval: progress line + TensorBoard scalars, sample grid, checkpoint; SIGTERM/SIGINT save and stop.
+Rerunning the same command resumes from the newest checkpoint in model_dir (the input pipeline restarts with a
+seed derived from the step, so resumed runs see fresh batches rather than replaying the first ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import models
+from components import data as data_lib
+from components import trainer
+from components.errors import StageError
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+SAMPLE_DIR = "samples"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything one training run needs.
+
+  Attributes:
+    family: "unit", "munit" or "ugatit".
+    data_dir: ingest's output_dir (domain_a/, domain_b/ TFRecords).
+    model_dir: where config.json, checkpoints/, logs/ and samples/ go; resumed from when it has checkpoints.
+    preset: the family preset to start from ("paper", "tiny", ...).
+    model_overrides: model-config field -> value applied on top of the preset (loss weights, lr, betas,
+      weight_decay, lr policy fields, image_size, batch_size (global), ...); a name the family lacks is an error.
+    steps: total number of training steps (global batches); None -> the model config's max_iter.
+    checkpoint_every_steps, keep_checkpoints: checkpoint interval and how many to keep.
+    summary_every_steps: interval of progress lines and TensorBoard scalars.
+    sample_every_steps: interval of sample grids (TensorBoard + samples/*.png); 0 disables them.
+    num_samples: examples (grid columns) in the fixed sample batch.
+    seed: seeds weights, the two input orders (domain B gets seed + 1) and random ops.
+    mixed_precision: Keras "mixed_bfloat16" policy (bfloat16 compute, float32 variables, no loss scaling).
+    jit_compile: XLA-compile the per-replica train step.
+    strategy: "auto", "default", "mirrored" or "multi_worker" (see components.trainer.create_strategy).
+    cpu_replicas: split the CPU into this many logical devices (before TF initializes devices).
+  """
+
+  family: str
+  data_dir: str
+  model_dir: str
+  preset: str = "paper"
+  model_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  steps: int | None = None
+  checkpoint_every_steps: int = 1000
+  keep_checkpoints: int = 5
+  summary_every_steps: int = 100
+  sample_every_steps: int = 1000
+  num_samples: int = 4
+  seed: int = 0
+  mixed_precision: bool = False
+  jit_compile: bool = False
+  strategy: str = "auto"
+  cpu_replicas: int = 1
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-friendly dict of every field (the "train" section of config.json)."""
+    out = dataclasses.asdict(self)
+    out["model_overrides"] = dict(self.model_overrides)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a training run produced.
+
+  Attributes:
+    model_dir: the model directory.
+    family: the family name.
+    start_step: the step the run started from (> 0 when resumed).
+    step: the last completed (and checkpointed) step.
+    checkpoint: path prefix of the newest checkpoint (None when no step was ever run).
+    losses: the last step's loss terms (global-batch means).
+    stopped_by: None when all steps ran, else the signal name ("SIGTERM", "SIGINT") that stopped the run.
+    images_per_sec: global images per second over this run (excluding the first step's tracing).
+  """
+
+  model_dir: str
+  family: str
+  start_step: int
+  step: int
+  checkpoint: str | None
+  losses: dict[str, float]
+  stopped_by: str | None
+  images_per_sec: float
+
+
+def build_model_config(family: models.Family, preset: str, overrides: Mapping[str, Any]):
+  """Returns the family's `preset` config with `overrides` applied; names the offending setting on error."""
+  if preset not in family.presets:
+    raise StageError(f"Unknown --preset={preset!r} for --model={family.name}; "
+                     f"choose one of {', '.join(sorted(family.presets))}.")
+  base = family.presets[preset]
+  fields = [f.name for f in dataclasses.fields(base)]
+  unknown = sorted(set(overrides) - set(fields))
+  if unknown:
+    raise StageError(f"--{', --'.join(unknown)} {'is not a setting' if len(unknown) == 1 else 'are not settings'} "
+                     f"of the {family.name} model; remove {'it' if len(unknown) == 1 else 'them'} or use a "
+                     f"model that has {'it' if len(unknown) == 1 else 'them'}. {family.name} settings: "
+                     f"{', '.join(fields)}.")
+  try:
+    return base.replace(**overrides)
+  except (TypeError, ValueError) as e:
+    raise StageError(f"Invalid {family.name} setting: {e}") from e
+
+
+def _validate(config: TrainConfig) -> None:
+  """Raises StageError for settings that cannot work."""
+  if config.family not in models.FAMILY_NAMES:
+    raise StageError(f"Unknown --model={config.family!r}; choose one of {', '.join(models.FAMILY_NAMES)}.")
+  for name in ("checkpoint_every_steps", "keep_checkpoints", "summary_every_steps", "num_samples",
+               "cpu_replicas"):
+    if getattr(config, name) < 1:
+      raise StageError(f"--{name} must be >= 1, got {getattr(config, name)}.")
+  if config.sample_every_steps < 0:
+    raise StageError(f"--sample_every_steps must be >= 0 (0 disables samples), got {config.sample_every_steps}.")
+  if config.steps is not None and config.steps < 0:
+    raise StageError(f"--steps must be >= 0, got {config.steps}.")
+  if not config.model_dir:
+    raise StageError("--model_dir is required: where checkpoints, logs, samples and config.json are written.")
+
+
+def _check_resumable(model_dir: str, family: str, model_config) -> None:
+  """Raises StageError when model_dir holds a different family or model config than the one requested."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    previous = json.load(f)
+  if previous.get("family") != family:
+    raise StageError(f"{model_dir} holds a {previous.get('family')!r} model, not {family!r}: use a new "
+                     f"--model_dir, or --model={previous.get('family')} to resume it.")
+  current = json.loads(json.dumps(model_config.to_dict()))
+  before = previous.get("model", {})
+  changed = sorted(k for k in set(current) | set(before) if current.get(k) != before.get(k))
+  if changed:
+    diffs = ", ".join(f"{k}: {before.get(k)!r} -> {current.get(k)!r}" for k in changed)
+    raise StageError(f"{model_dir} was trained with a different {family} config ({diffs}). Resume with the "
+                     f"original settings (see {path}) or use a new --model_dir.")
+
+
+def _input_iterator(strategy, config: TrainConfig, model_config, start_step: int):
+  """Distributed iterator over zipped (x_a, x_b) global batches; order seeded by (seed, start_step)."""
+  seed = config.seed + 1_000_003 * start_step
+
+  def domain(name, domain_seed):
+    try:
+      return data_lib.make_dataset(config.data_dir, name, "train", model_config.image_size,
+                                   model_config.batch_size, training=True, seed=domain_seed)
+    except ValueError as e:
+      raise StageError(f"Cannot read training data: {e}") from e
+
+  ds = tf.data.Dataset.zip((domain("a", seed), domain("b", seed + 1)))
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  ds = ds.with_options(options)
+  return iter(strategy.experimental_distribute_dataset(ds))
+
+
+def _sample_batch(config: TrainConfig, model_config) -> tuple[tf.Tensor, tf.Tensor]:
+  """The fixed sample batch: the first `num_samples` test images of each domain (train images if no test split)."""
+  batch = []
+  for name in ("a", "b"):
+    for split in ("test", "train"):
+      try:
+        ds = data_lib.make_dataset(config.data_dir, name, split, model_config.image_size, config.num_samples,
+                                   training=False)
+      except ValueError:
+        continue
+      images = next(iter(ds), None)
+      if images is not None:
+        batch.append(images)
+        break
+    else:
+      raise StageError(f"No images for domain {name} in {config.data_dir}: run components.ingest first.")
+  n = min(int(batch[0].shape[0]), int(batch[1].shape[0]))
+  return batch[0][:n], batch[1][:n]
+
+
+def _task_id(strategy) -> int:
+  """This worker's task id (0 outside multi-worker)."""
+  resolver = getattr(strategy.extended, "_cluster_resolver", None)
+  return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+
+
+def _scalars(losses: Mapping[str, float], model, gen_optimizer, dis_optimizer) -> dict[str, float]:
+  """TensorBoard scalars besides timing: loss/<term>, lr/gen, lr/dis and (U-GAT-IT) rho/mean|min|max."""
+  out = {f"loss/{k}": v for k, v in losses.items()}
+  out["lr/gen"] = float(gen_optimizer.learning_rate)
+  out["lr/dis"] = float(dis_optimizer.learning_rate)
+  for stat, value in trainer.variable_stats(model.variables, "rho").items():
+    out[f"rho/{stat}"] = value
+  return out
+
+
+def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainResult:
+  """Trains (or resumes) the model described by `config`; see the module docstring for the loop.
+
+  Args:
+    config: the run's settings.
+    family: the Family to train; None -> models.get_family(config.family). (Tests pass a Family whose
+      train_step is wrapped, e.g. to plant a non-finite loss.)
+  Returns:
+    TrainResult. Raises StageError on bad settings or data, on a non-finite loss (the last good checkpoint is
+    kept), and when model_dir holds an incompatible model.
+  """
+  _validate(config)
+  family = family or models.get_family(config.family)
+  model_config = build_model_config(family, config.preset, config.model_overrides)
+  total_steps = model_config.max_iter if config.steps is None else config.steps
+  strategy = trainer.create_strategy(config.strategy, config.cpu_replicas)
+  chief = trainer.is_chief(strategy)
+  _check_resumable(config.model_dir, family.name, model_config)
+  if model_config.batch_size % strategy.num_replicas_in_sync:
+    raise StageError(f"--batch_size={model_config.batch_size} (global) must be a multiple of the "
+                     f"{strategy.num_replicas_in_sync} replicas.")
+
+  previous_policy = keras.mixed_precision.global_policy()
+  if config.mixed_precision:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+      model = family.build_model(model_config)
+      gen_optimizer, dis_optimizer = family.build_optimizers(model_config)
+      gen_optimizer.build(model.generator_variables)
+      dis_optimizer.build(model.discriminator_variables)
+      step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    checkpoint = tf.train.Checkpoint(model=model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer,
+                                     step=step_var)
+    keeper = trainer.CheckpointKeeper(checkpoint, os.path.join(config.model_dir, CHECKPOINT_DIR),
+                                      max_to_keep=config.keep_checkpoints, chief=chief,
+                                      task_id=_task_id(strategy))
+    last_checkpoint = keeper.restore_latest()
+    start_step = int(step_var.numpy())
+
+    if chief:
+      tf.io.gfile.makedirs(os.path.join(config.model_dir, SAMPLE_DIR))
+      trainer.write_json(os.path.join(config.model_dir, CONFIG_FILE),
+                         {"family": family.name, "preset": config.preset, "model": model_config.to_dict(),
+                          "train": config.to_dict()})
+      writer = tf.summary.create_file_writer(os.path.join(config.model_dir, LOG_DIR))
+    else:
+      writer = tf.summary.create_noop_writer()
+
+    if start_step >= total_steps:
+      return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0)
+
+    iterator = _input_iterator(strategy, config, model_config, start_step)
+    sample_a, sample_b = _sample_batch(config, model_config) if config.sample_every_steps else (None, None)
+    global_batch = model_config.batch_size
+    step_fn = trainer.make_distributed_step(
+        strategy, lambda x_a, x_b: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch),
+        jit_compile=config.jit_compile)
+
+    def write_samples(step):
+      rows = family.sample_rows(model, sample_a, sample_b)
+      grid = trainer.sample_grid(rows)
+      trainer.write_png(os.path.join(config.model_dir, SAMPLE_DIR, f"step_{step:08d}.png"), grid)
+      with writer.as_default(step=step):
+        tf.summary.image("samples", grid[None])
+
+    progress = trainer.Progress(total_steps)
+    step = start_step
+    losses: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    interval_steps, interval_start = 0, time.perf_counter()
+    timed_steps, timed_seconds = 0, 0.0
+    stopped_by = None
+    with trainer.StopRequest() as stop:
+      while step < total_steps:
+        t0 = time.perf_counter()
+        losses = {k: float(v) for k, v in step_fn(iterator).items()}
+        bad = sorted(k for k, v in losses.items() if not np.isfinite(v))
+        if bad:
+          raise StageError(
+              f"Training diverged at step {step + 1}: loss {bad[0]} = {losses[bad[0]]} is not finite "
+              f"(all terms: {', '.join(f'{k}={v:.4g}' for k, v in losses.items())}). That state was not saved; the "
+              f"last good checkpoint is {keeper.latest or 'none'}. Lower --lr or the loss weights, or check the "
+              f"data, then rerun to resume from the last checkpoint.")
+        step += 1
+        step_var.assign(step)
+        if step > start_step + 1:  # the first step includes tracing
+          timed_steps += 1
+          timed_seconds += time.perf_counter() - t0
+        for k, v in losses.items():
+          sums[k] = sums.get(k, 0.0) + v
+        interval_steps += 1
+
+        if step % config.summary_every_steps == 0 or step == total_steps:
+          elapsed = time.perf_counter() - interval_start
+          means = {k: v / interval_steps for k, v in sums.items()}
+          steps_per_sec = interval_steps / elapsed if elapsed > 0 else 0.0
+          if chief:
+            progress.update(step, means, steps_per_sec * global_batch, steps_per_sec)
+          scalars = _scalars(means, model, gen_optimizer, dis_optimizer)
+          scalars["perf/step_time_sec"] = elapsed / interval_steps
+          scalars["perf/images_per_sec"] = steps_per_sec * global_batch
+          with writer.as_default(step=step):
+            for name, value in scalars.items():
+              tf.summary.scalar(name, value)
+          sums, interval_steps, interval_start = {}, 0, time.perf_counter()
+        if config.sample_every_steps and chief and (step % config.sample_every_steps == 0 or step == total_steps):
+          write_samples(step)
+        if stop.requested or step % config.checkpoint_every_steps == 0 or step == total_steps:
+          last_checkpoint = keeper.save(step)
+        if stop.requested:
+          stopped_by = stop.requested
+          break
+    progress.close()
+    writer.flush()
+    rate = timed_steps * global_batch / timed_seconds if timed_seconds > 0 else 0.0
+    return TrainResult(config.model_dir, family.name, start_step, step, last_checkpoint, losses, stopped_by, rate)
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def read_config(model_dir: str) -> dict[str, Any]:
+  """Returns the parsed model_dir/config.json; StageError when it is missing."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise StageError(f"{path} not found: {model_dir} is not a trained model directory (run components.train).")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def load_trained_model(model_dir: str):
+  """Rebuilds the model of a model_dir from config.json and its newest checkpoint.
+
+  Returns:
+    (family, model_config, model, step): the Family, its config dataclass, the built model with the trained
+    weights, and the training step of the checkpoint. StageError when there is no checkpoint.
+  """
+  saved = read_config(model_dir)
+  family = models.get_family(saved["family"])
+  model_config = family.config_class.from_dict(saved["model"])
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
+  if path is None:
+    raise StageError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}: train the model first.")
+  model = family.build_model(model_config)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
+  return family, model_config, model, int(step.numpy())

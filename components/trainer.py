@@ -1,0 +1,256 @@
+"""The small trainer under components.train: strategy, distributed step, checkpoints, summaries, samples.
+
+Nothing model-specific lives here: the per-model losses and updates are `Family.train_step` (models/), the
+stage logic (configs, data, the loop) is `components.train_lib`. This module only knows how to
+  * pick and build a `tf.distribute.Strategy` (default, Mirrored over GPUs or logical CPUs, MultiWorker);
+  * wrap a one-replica step in `tf.function` + `strategy.run` and SUM-reduce its loss scalars;
+  * keep checkpoints with `tf.train.CheckpointManager` (non-chief workers write to a throw-away directory);
+  * stop cleanly on SIGTERM/SIGINT (a handler only sets a flag; the loop saves and returns);
+  * write TensorBoard scalars/images and sample-grid PNGs, and print progress lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from components.errors import StageError
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def configure_cpu_replicas(num_replicas: int) -> None:
+  """Splits the first physical CPU into `num_replicas` logical devices (must run before TF uses devices).
+
+  Raises StageError when TensorFlow already initialized its devices in this process.
+  """
+  if num_replicas < 1:
+    raise StageError(f"--cpu_replicas must be >= 1, got {num_replicas}.")
+  if num_replicas == 1:
+    return
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  config = [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)]
+  current = tf.config.get_logical_device_configuration(cpu)
+  if current is not None and len(current) == num_replicas:
+    return
+  try:
+    tf.config.set_logical_device_configuration(cpu, config)
+  except RuntimeError as e:
+    raise StageError(
+        f"Cannot split the CPU into {num_replicas} logical devices: TensorFlow already initialized its devices "
+        f"in this process ({e}). Run training in a fresh process (python -m components.train ...).") from e
+
+
+def create_strategy(name: str, cpu_replicas: int = 1) -> tf.distribute.Strategy:
+  """Returns the distribution strategy called `name` (one of STRATEGIES).
+
+  auto: MirroredStrategy over all local GPUs when there is more than one (or over the `cpu_replicas` logical
+  CPUs when > 1 and there is no GPU), else the default strategy. mirrored: all local GPUs, or the logical CPUs.
+  multi_worker: MultiWorkerMirroredStrategy from the TF_CONFIG environment variable.
+  """
+  if name not in STRATEGIES:
+    raise StageError(f"Unknown --strategy={name!r}; choose one of {', '.join(STRATEGIES)}.")
+  configure_cpu_replicas(cpu_replicas)
+  if name == "multi_worker":
+    if not os.environ.get("TF_CONFIG"):
+      raise StageError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task); "
+                       "set it on every worker, or use --strategy=mirrored on a single machine.")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = tf.config.list_logical_devices("GPU")
+  cpus = tf.config.list_logical_devices("CPU")
+  if name == "auto":
+    if len(gpus) > 1 or (not gpus and len(cpus) > 1):
+      name = "mirrored"
+    else:
+      return tf.distribute.get_strategy()
+  if name == "default":
+    return tf.distribute.get_strategy()
+  devices = [d.name for d in gpus] if gpus else [d.name for d in cpus]
+  return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True unless this process is a non-chief worker of a multi-worker cluster."""
+  resolver = getattr(strategy.extended, "_cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def make_distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable[..., Mapping[str, tf.Tensor]],
+                          *, jit_compile: bool = False) -> Callable:
+  """Returns a tf.function `step(iterator) -> {name: scalar}` running `replica_step(*next(iterator))` per replica.
+
+  The replica step returns loss scalars already divided by the global batch, so they are reduced with SUM.
+  With `jit_compile` the replica step is XLA-compiled.
+  """
+  replica_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
+
+  @tf.function
+  def step(iterator):
+    inputs = next(iterator)
+    per_replica = strategy.run(replica_fn, args=tuple(inputs))
+    return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in per_replica.items()}
+
+  return step
+
+
+class CheckpointKeeper:
+  """tf.train.CheckpointManager in `directory`; non-chief workers save into a temporary sibling and delete it.
+
+  The manager writes the data files, then the index, then the `checkpoint` state file, and restores only what
+  the state file names, so a save interrupted by SIGKILL is never restored (the previous one is).
+  """
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, *, max_to_keep: int, chief: bool,
+               task_id: int = 0):
+    self.directory = directory
+    self._chief = chief
+    write_dir = directory if chief else os.path.join(os.path.dirname(directory), f".worker_tmp_{task_id}")
+    self._write_dir = write_dir
+    self._manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep if chief else 1)
+    self._checkpoint = checkpoint
+
+  @property
+  def latest(self) -> str | None:
+    """Path prefix of the newest complete checkpoint in `directory`, or None."""
+    return tf.train.latest_checkpoint(self.directory)
+
+  def restore_latest(self) -> str | None:
+    """Restores the newest complete checkpoint (all saved objects must match); returns its path or None."""
+    path = self.latest
+    if path is not None:
+      self._checkpoint.restore(path).assert_existing_objects_matched()
+    return path
+
+  def save(self, step: int) -> str:
+    """Saves the checkpoint numbered `step` (every worker must call this); returns the chief's path."""
+    path = self._manager.save(checkpoint_number=step)
+    if not self._chief:
+      shutil.rmtree(self._write_dir, ignore_errors=True)
+    return os.path.join(self.directory, os.path.basename(path))
+
+
+class StopRequest:
+  """Context manager: SIGTERM/SIGINT set `.requested` (the loop then saves and exits); handlers restored after."""
+
+  def __init__(self):
+    self.requested = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested = signal.Signals(signum).name
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: signals cannot be caught here
+        pass
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    return False
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """[..., 3] float in [-1, 1] -> uint8 [0, 255] (values outside are clipped)."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def sample_grid(rows: Mapping[str, tf.Tensor | np.ndarray], pad: int = 2) -> np.ndarray:
+  """Tiles sample rows into one uint8 image [R * (H + pad) + pad, B * (W + pad) + pad, 3].
+
+  Args:
+    rows: ordered row name -> [B, H, W, 3] in [-1, 1] (Family.sample_rows); all rows the same shape.
+    pad: white border in pixels between tiles.
+  Row r, column b of the grid is rows[r][b].
+  """
+  arrays = [np.asarray(v) for v in rows.values()]
+  if not arrays:
+    raise ValueError("sample_grid needs at least one row.")
+  shape = arrays[0].shape
+  for name, a in zip(rows, arrays):
+    if a.ndim != 4 or a.shape != shape or a.shape[-1] != 3:
+      raise ValueError(f"Sample row {name!r} has shape {a.shape}; every row must be [B, H, W, 3] like {shape}.")
+  b, h, w, _ = shape
+  grid = np.full((len(arrays) * (h + pad) + pad, b * (w + pad) + pad, 3), 255, np.uint8)
+  for r, a in enumerate(arrays):
+    tiles = to_uint8(a)
+    for c in range(b):
+      y, x = pad + r * (h + pad), pad + c * (w + pad)
+      grid[y:y + h, x:x + w] = tiles[c]
+  return grid
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+  """Writes uint8 [H, W, 3] to `path` (atomically: temp file then rename)."""
+  tmp = path + ".tmp"
+  tf.io.write_file(tmp, tf.io.encode_png(image))
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json(path: str, obj) -> None:
+  """Writes `obj` as indented JSON (atomically: temp file then rename)."""
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def variable_stats(variables, name_suffix: str) -> dict[str, float]:
+  """mean/min/max over all elements of the variables whose path ends with `name_suffix` ({} if none)."""
+  values = [tf.reshape(tf.cast(v, tf.float32), [-1]) for v in variables
+            if getattr(v, "path", v.name).split(":")[0].endswith(name_suffix)]
+  if not values:
+    return {}
+  flat = tf.concat(values, axis=0)
+  return {"mean": float(tf.reduce_mean(flat)), "min": float(tf.reduce_min(flat)),
+          "max": float(tf.reduce_max(flat))}
+
+
+def format_duration(seconds: float) -> str:
+  """Seconds -> 'H:MM:SS'."""
+  seconds = max(0, int(round(seconds)))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """Prints 'step S/N  loss=...  X img/s  ETA H:MM:SS' lines to stderr (\\r-updated on a TTY)."""
+
+  def __init__(self, total_steps: int, stream=None):
+    self.total_steps = total_steps
+    self.stream = stream or sys.stderr
+    self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+  def update(self, step: int, losses: Mapping[str, float], images_per_sec: float, steps_per_sec: float) -> str:
+    """Prints and returns one progress line."""
+    eta = (self.total_steps - step) / steps_per_sec if steps_per_sec > 0 else float("nan")
+    parts = [f"step {step}/{self.total_steps}"] + [f"{k}={v:.4g}" for k, v in losses.items()]
+    parts += [f"{images_per_sec:.2f} img/s", f"ETA {format_duration(eta) if np.isfinite(eta) else '?'}"]
+    line = "  ".join(parts)
+    if self._tty:
+      self.stream.write("\r\x1b[K" + line)
+    else:
+      self.stream.write(line + "\n")
+    self.stream.flush()
+    return line
+
+  def close(self):
+    """Ends a \\r-updated line."""
+    if self._tty:
+      self.stream.write("\n")
+      self.stream.flush()
