@@ -1,0 +1,202 @@
+"""The pipeline as data: which stages run, in what order, wired to which upstream outputs.
+
+`create_pipeline(config)` is pure wiring in the TFX-template sense: it imports no stage, creates no file and
+starts nothing; it returns a `Pipeline` value that `pipelines.runner.run_pipeline` executes. Each `Stage`
+names the library module whose `run(config) -> result` does the work (`components.<stage>_lib`), how to
+build that module's frozen `<Stage>Config` (`config_class`, a mapping from config fields to upstream outputs
+or source folders, the field that receives the execution's output directory, and fixed parameters), and
+whether an interrupted execution is resumed in place (training).
+
+    ingest -> validate -> train -> evaluate -> export -> infra_validate -> push
+
+A stage's outputs are the fields of its result dataclass (plus "output_dir", the execution directory);
+`Output("train", "model_dir")` refers to one of them. `Source(path)` is a folder the user handed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Mapping, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A folder or file from outside the pipeline (fingerprinted by path + size + mtime)."""
+  path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+  """The output `key` of the upstream stage `stage` (a field of its result, or "output_dir")."""
+  stage: str
+  key: str
+
+
+InputRef = Union[Source, Output]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One stage of the pipeline: spec (inputs, parameters) split from the executor (`module.run`).
+
+  Attributes:
+    name: stage name; outputs go to `<pipeline_root>/<name>/<execution_id>/`.
+    module: dotted name of the library module holding `run(config) -> result` and `config_class`.
+    config_class: name of the frozen config dataclass in `module`, e.g. "TrainConfig".
+    inputs: config field -> `Source` or `Output`; the resolved path/value is passed in that field and its
+      fingerprint is part of the cache key.
+    output_field: config field that receives the execution directory.
+    parameters: config field -> value, part of the cache key.
+    runtime: config field -> value passed to the config but NOT part of the cache key (how to run, not
+      what to compute: Beam runner options).
+    after: stages that must succeed first although no output of theirs is consumed (validate gates train).
+    resumable: an interrupted execution with the same fingerprint is continued in its own directory
+      (the trainer resumes from its latest checkpoint there) instead of starting in a new one.
+  """
+  name: str
+  module: str
+  config_class: str
+  inputs: Mapping[str, InputRef]
+  output_field: str
+  parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  runtime: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  after: tuple[str, ...] = ()
+  resumable: bool = False
+
+  @property
+  def upstream(self) -> tuple[str, ...]:
+    """Names of the stages this one depends on, in declaration order, without repeats."""
+    names = [ref.stage for ref in self.inputs.values() if isinstance(ref, Output)] + list(self.after)
+    return tuple(dict.fromkeys(names))
+
+  def executor(self) -> Callable[[Any], Any]:
+    """Imports `module` and returns its `run` function."""
+    return getattr(importlib.import_module(self.module), "run")
+
+  def build_config(self, inputs: Mapping[str, Any], output_dir: str) -> Any:
+    """Builds the stage's `<Stage>Config` from resolved inputs, its output dir and its parameters.
+
+    Raises:
+      ValueError: when a wired field is not a field of the config class (the wiring is out of date).
+    """
+    config_cls = getattr(importlib.import_module(self.module), self.config_class)
+    values = {**self.parameters, **self.runtime, **inputs, self.output_field: output_dir}
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(
+          f"stage {self.name!r}: {self.module}.{self.config_class} has no field(s) {unknown}; "
+          f"its fields are {sorted(known)}. Fix the option names (--set {self.name}.FIELD=VALUE).")
+    return config_cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+  """An ordered, validated list of stages under one pipeline root."""
+  name: str
+  root: str
+  stages: tuple[Stage, ...]
+
+  def __post_init__(self):
+    seen = set()
+    for stage in self.stages:
+      if stage.name in seen:
+        raise ValueError(f"pipeline {self.name!r}: stage {stage.name!r} appears twice")
+      missing = [u for u in stage.upstream if u not in seen]
+      if missing:
+        raise ValueError(f"pipeline {self.name!r}: stage {stage.name!r} needs {missing}, which must come "
+                         "earlier in the stage list")
+      seen.add(stage.name)
+
+  def stage(self, name: str) -> Stage:
+    """The stage called `name`; KeyError when there is none."""
+    for stage in self.stages:
+      if stage.name == name:
+        return stage
+    raise KeyError(f"pipeline {self.name!r} has no stage {name!r}; stages: {[s.name for s in self.stages]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Everything a pipeline run is parameterized by (built from flags by pipelines.local / pipelines.demo).
+
+  Attributes:
+    pipeline_root: where every stage's outputs and the lineage store go.
+    serving_root: TF Serving model root that push writes `<model_name>/<version>/` into.
+    domain_a, domain_b: the two source image folders, or
+    dataset_dir: a CycleGAN-layout folder (trainA, trainB, testA, testB) instead of domain_a/domain_b.
+    model: "unit", "munit" or "ugatit".
+    preset: the model preset ("tiny", "paper", ...).
+    model_name: the served model's name (default: the model family).
+    stage_options: stage name -> {config field: value}: what to compute (part of the cache key).
+    runtime_options: stage name -> {config field: value}: how to run it, NOT part of the cache key (Beam
+      runner options for ingest, the distribution strategy and CPU replicas for train).
+    pipeline_name: recorded in the lineage store.
+  """
+  pipeline_root: str
+  serving_root: str
+  domain_a: str | None = None
+  domain_b: str | None = None
+  dataset_dir: str | None = None
+  model: str = "munit"
+  preset: str = "tiny"
+  model_name: str | None = None
+  stage_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  runtime_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  pipeline_name: str = "i2i-translate"
+
+  def __post_init__(self):
+    if self.dataset_dir and (self.domain_a or self.domain_b):
+      raise ValueError("give either dataset_dir (CycleGAN layout) or domain_a and domain_b, not both")
+    if not self.dataset_dir and not (self.domain_a and self.domain_b):
+      raise ValueError("no data: give dataset_dir (a folder with trainA/ trainB/ testA/ testB/) or both "
+                       "domain_a and domain_b (two folders of images)")
+    unknown = sorted((set(self.stage_options) | set(self.runtime_options)) - set(STAGE_NAMES))
+    if unknown:
+      raise ValueError(f"options for unknown stage(s) {unknown}; the stages are {list(STAGE_NAMES)}")
+
+
+STAGE_NAMES = ("ingest", "validate", "train", "evaluate", "export", "infra_validate", "push")
+
+
+def create_pipeline(config: PipelineConfig) -> Pipeline:
+  """Wires the seven stages for `config`. Pure: no imports of stages, no files, no processes.
+
+  Returns:
+    a Pipeline whose stages run in order ingest, validate, train, evaluate, export, infra_validate, push.
+  """
+  options = {name: dict(config.stage_options.get(name, {})) for name in STAGE_NAMES}
+  runtime = {name: dict(config.runtime_options.get(name, {})) for name in STAGE_NAMES}
+  if config.dataset_dir:
+    sources = {"dataset_dir": Source(config.dataset_dir)}
+  else:
+    sources = {"domain_a": Source(config.domain_a), "domain_b": Source(config.domain_b)}
+  data = Output("ingest", "output_dir")
+  model_dir = Output("train", "model_dir")
+  stages = (
+      Stage("ingest", "components.ingest_lib", "IngestConfig", inputs=sources, output_field="output_dir",
+            parameters=options["ingest"], runtime=runtime["ingest"]),
+      Stage("validate", "components.validate_lib", "ValidateConfig", inputs={"data_dir": data},
+            output_field="output_dir", parameters=options["validate"]),
+      Stage("train", "components.train_lib", "TrainConfig", inputs={"data_dir": data},
+            output_field="model_dir", after=("validate",), resumable=True,
+            parameters={"family": config.model, "preset": config.preset, **options["train"]},
+            runtime=runtime["train"]),
+      Stage("evaluate", "components.evaluate_lib", "EvaluateConfig",
+            inputs={"model_dir": model_dir, "data_dir": data}, output_field="output_dir",
+            parameters=options["evaluate"]),
+      Stage("export", "components.export_lib", "ExportConfig", inputs={"model_dir": model_dir},
+            output_field="output_dir", parameters=options["export"]),
+      Stage("infra_validate", "components.infra_validate_lib", "InfraValidateConfig",
+            inputs={"saved_model_dir": Output("export", "saved_model_dir")}, output_field="output_dir",
+            parameters=options["infra_validate"]),
+      Stage("push", "components.push_lib", "PushConfig",
+            inputs={"saved_model_dir": Output("export", "saved_model_dir"),
+                    "evaluation_dir": Output("evaluate", "output_dir"),
+                    "infra_validation_dir": Output("infra_validate", "output_dir")},
+            output_field="output_dir",
+            parameters={"serving_root": config.serving_root,
+                        "model_name": config.model_name or config.model, **options["push"]}),
+  )
+  return Pipeline(name=config.pipeline_name, root=config.pipeline_root, stages=stages)
