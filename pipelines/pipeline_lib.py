@@ -46,7 +46,8 @@ class Stage:
     config_class: name of the frozen config dataclass in `module`, e.g. "TrainConfig".
     inputs: config field -> `Source` or `Output`; the resolved path/value is passed in that field and its
       fingerprint is part of the cache key.
-    output_field: config field that receives the execution directory.
+    output_field: config field that receives the execution directory (None: the stage writes elsewhere,
+      e.g. push into the serving root; the execution directory still exists for the record).
     parameters: config field -> value, part of the cache key.
     runtime: config field -> value passed to the config but NOT part of the cache key (how to run, not
       what to compute: Beam runner options).
@@ -58,7 +59,7 @@ class Stage:
   module: str
   config_class: str
   inputs: Mapping[str, InputRef]
-  output_field: str
+  output_field: str | None
   parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   runtime: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   after: tuple[str, ...] = ()
@@ -81,7 +82,9 @@ class Stage:
       ValueError: when a wired field is not a field of the config class (the wiring is out of date).
     """
     config_cls = getattr(importlib.import_module(self.module), self.config_class)
-    values = {**self.parameters, **self.runtime, **inputs, self.output_field: output_dir}
+    values = {**self.parameters, **self.runtime, **inputs}
+    if self.output_field:
+      values[self.output_field] = output_dir
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -128,10 +131,15 @@ class PipelineConfig:
     dataset_dir: a CycleGAN-layout folder (trainA, trainB, testA, testB) instead of domain_a/domain_b.
     model: "unit", "munit" or "ugatit".
     preset: the model preset ("tiny", "paper", ...).
+    image_size: training crop size; None keeps the preset's (then validate's and ingest's defaults apply).
+      When set it also sets validate's minimum image size and ingest's stored size (286/256 of it, the
+      papers' resize-then-crop ratio) unless those are given in stage_options.
+    steps: training steps; None -> the preset's max_iter.
+    model_overrides: model-config field -> value (loss weights, lr, batch_size, ...).
     model_name: the served model's name (default: the model family).
     stage_options: stage name -> {config field: value}: what to compute (part of the cache key).
     runtime_options: stage name -> {config field: value}: how to run it, NOT part of the cache key (Beam
-      runner options for ingest, the distribution strategy and CPU replicas for train).
+      options for ingest, the distribution strategy and CPU replicas for train).
     pipeline_name: recorded in the lineage store.
   """
   pipeline_root: str
@@ -141,6 +149,9 @@ class PipelineConfig:
   dataset_dir: str | None = None
   model: str = "munit"
   preset: str = "tiny"
+  image_size: int | None = None
+  steps: int | None = None
+  model_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   model_name: str | None = None
   stage_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   runtime_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
@@ -148,13 +159,15 @@ class PipelineConfig:
 
   def __post_init__(self):
     if self.dataset_dir and (self.domain_a or self.domain_b):
-      raise ValueError("give either dataset_dir (CycleGAN layout) or domain_a and domain_b, not both")
+      raise ValueError("give either --dataset_dir (CycleGAN layout) or --domain_a and --domain_b, not both")
     if not self.dataset_dir and not (self.domain_a and self.domain_b):
-      raise ValueError("no data: give dataset_dir (a folder with trainA/ trainB/ testA/ testB/) or both "
-                       "domain_a and domain_b (two folders of images)")
+      raise ValueError("no data: give --dataset_dir (a folder with trainA/ trainB/ [testA/ testB/]) or both "
+                       "--domain_a and --domain_b (two folders of images)")
     unknown = sorted((set(self.stage_options) | set(self.runtime_options)) - set(STAGE_NAMES))
     if unknown:
       raise ValueError(f"options for unknown stage(s) {unknown}; the stages are {list(STAGE_NAMES)}")
+    if self.image_size is not None and self.image_size < 1:
+      raise ValueError(f"--image_size must be >= 1, got {self.image_size}")
 
 
 STAGE_NAMES = ("ingest", "validate", "train", "evaluate", "export", "infra_validate", "push")
@@ -168,35 +181,44 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
   """
   options = {name: dict(config.stage_options.get(name, {})) for name in STAGE_NAMES}
   runtime = {name: dict(config.runtime_options.get(name, {})) for name in STAGE_NAMES}
+  model_overrides = dict(config.model_overrides)
+  if config.image_size is not None:
+    options["ingest"].setdefault("load_size", -(-config.image_size * 286 // 256))
+    options["validate"].setdefault("image_size", config.image_size)
+    model_overrides.setdefault("image_size", config.image_size)
+  train = {"family": config.model, "preset": config.preset, **options["train"]}
+  if model_overrides:
+    train["model_overrides"] = {**model_overrides, **train.get("model_overrides", {})}
+  if config.steps is not None:
+    train.setdefault("steps", config.steps)
   if config.dataset_dir:
     sources = {"dataset_dir": Source(config.dataset_dir)}
   else:
     sources = {"domain_a": Source(config.domain_a), "domain_b": Source(config.domain_b)}
   data = Output("ingest", "output_dir")
   model_dir = Output("train", "model_dir")
+  saved_model = Output("export", "saved_model_dir")
+
+  def stage(name, module, config_class, inputs, output_field, parameters, **kwargs):
+    return Stage(name, module, config_class, inputs=inputs, output_field=output_field, parameters=parameters,
+                 runtime=runtime[name], **kwargs)
+
   stages = (
-      Stage("ingest", "components.ingest_lib", "IngestConfig", inputs=sources, output_field="output_dir",
-            parameters=options["ingest"], runtime=runtime["ingest"]),
-      Stage("validate", "components.validate_lib", "ValidateConfig", inputs={"data_dir": data},
-            output_field="output_dir", parameters=options["validate"]),
-      Stage("train", "components.train_lib", "TrainConfig", inputs={"data_dir": data},
-            output_field="model_dir", after=("validate",), resumable=True,
-            parameters={"family": config.model, "preset": config.preset, **options["train"]},
-            runtime=runtime["train"]),
-      Stage("evaluate", "components.evaluate_lib", "EvaluateConfig",
-            inputs={"model_dir": model_dir, "data_dir": data}, output_field="output_dir",
-            parameters=options["evaluate"]),
-      Stage("export", "components.export_lib", "ExportConfig", inputs={"model_dir": model_dir},
-            output_field="output_dir", parameters=options["export"]),
-      Stage("infra_validate", "components.infra_validate_lib", "InfraValidateConfig",
-            inputs={"saved_model_dir": Output("export", "saved_model_dir")}, output_field="output_dir",
-            parameters=options["infra_validate"]),
-      Stage("push", "components.push_lib", "PushConfig",
-            inputs={"saved_model_dir": Output("export", "saved_model_dir"),
-                    "evaluation_dir": Output("evaluate", "output_dir"),
-                    "infra_validation_dir": Output("infra_validate", "output_dir")},
-            output_field="output_dir",
-            parameters={"serving_root": config.serving_root,
-                        "model_name": config.model_name or config.model, **options["push"]}),
+      stage("ingest", "components.ingest_lib", "IngestConfig", sources, "output_dir", options["ingest"]),
+      stage("validate", "components.validate_lib", "ValidateConfig", {"data_dir": data}, "output_dir",
+            options["validate"]),
+      stage("train", "components.train_lib", "TrainConfig", {"data_dir": data}, "model_dir", train,
+            after=("validate",), resumable=True),
+      stage("evaluate", "components.evaluate_lib", "EvaluateConfig", {"model_dir": model_dir, "data_dir": data},
+            "output_dir", options["evaluate"]),
+      stage("export", "components.export_lib", "ExportConfig", {"model_dir": model_dir}, "output_dir",
+            options["export"]),
+      stage("infra_validate", "components.infra_validate_lib", "InfraValidateConfig",
+            {"saved_model_dir": saved_model}, "output_dir", options["infra_validate"]),
+      stage("push", "components.push_lib", "PushConfig",
+            {"model_dir": saved_model, "evaluation_dir": Output("evaluate", "output_dir"),
+             "infra_validation_dir": Output("infra_validate", "output_dir")}, None,
+            {"serving_root": config.serving_root, "model_name": config.model_name or config.model,
+             **options["push"]}),
   )
   return Pipeline(name=config.pipeline_name, root=config.pipeline_root, stages=stages)

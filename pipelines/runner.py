@@ -86,19 +86,9 @@ def to_jsonable(value: Any) -> Any:
   return str(value)
 
 
-def _paths(value: Any) -> list[str]:
-  """Absolute paths named anywhere in an outputs value."""
-  if isinstance(value, str):
-    return [value] if os.path.isabs(value) else []
-  if isinstance(value, Mapping):
-    return [p for v in value.values() for p in _paths(v)]
-  if isinstance(value, list):
-    return [p for v in value for p in _paths(v)]
-  return []
-
-
 def _outputs_exist(execution: lineage_lib.Execution) -> bool:
-  return all(os.path.exists(p) for p in _paths(execution.outputs))
+  """True when every top-level output that is an absolute path still exists (nested values are data)."""
+  return all(os.path.exists(v) for v in execution.outputs.values() if isinstance(v, str) and os.path.isabs(v))
 
 
 def _error_message(exc: BaseException) -> str:
