@@ -1,0 +1,156 @@
+"""Server-side request batching, as TF Serving's BatchingSession does it.
+
+Requests for the same signature whose inputs agree on everything but dim 0 (same aliases, dtypes, and shapes
+[1:]) join the open batch of their queue; a batch runs when it reaches `max_batch_size` rows or when its first
+request has waited `batch_timeout_micros`. The batch's inputs are concatenated on dim 0 (padded up to the next
+`allowed_batch_sizes` entry by repeating the first row), the signature runs once, and every output is split
+back on dim 0. A request larger than max_batch_size, or one that would need more than `max_enqueued_batches`
+open batches in its queue, is refused the way TF Serving refuses it.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import threading
+import time
+
+import grpc
+import numpy as np
+
+from serving.errors import ServingError
+
+
+def is_batchable(inputs: dict) -> bool:
+  """True if every input has a dim 0 and all dims 0 agree (scalars and ragged requests run unbatched)."""
+  sizes = {v.shape[0] if np.ndim(v) else None for v in inputs.values()}
+  return len(sizes) == 1 and None not in sizes and next(iter(sizes)) > 0
+
+
+class _Batch:
+  """An open or closed batch: its tasks (inputs, size, future) and when its first task arrived."""
+
+  def __init__(self, signature_name: str, outputs: tuple):
+    self.signature_name = signature_name
+    self.outputs = outputs
+    self.tasks = []
+    self.size = 0
+    self.created = time.monotonic()
+    self.closed = False
+
+
+class BatchScheduler:
+  """Batches calls to `run_fn(signature_name, inputs, outputs) -> {alias: array}` over worker threads.
+
+  `submit` blocks the calling (RPC) thread until its slice of the batched result is ready.
+  """
+
+  def __init__(self, config, run_fn, name: str = ""):
+    """config: serving.config.BatchingConfig; run_fn: the unbatched call that receives the concatenated batch."""
+    self._config = config
+    self._run_fn = run_fn
+    self._timeout = config.batch_timeout_micros / 1e6
+    self._queues = collections.OrderedDict()  # key -> deque of _Batch (last one open)
+    self._cond = threading.Condition()
+    self._stopping = False
+    self.batches_run = 0  # number of batched calls made (observability and tests)
+    self._threads = [threading.Thread(target=self._worker, name=f"batch-{name}-{i}", daemon=True)
+                     for i in range(config.num_batch_threads)]
+    for thread in self._threads:
+      thread.start()
+
+  def submit(self, signature_name: str, inputs: dict, outputs: tuple) -> dict:
+    """Enqueues one request ([n, ...] inputs) and waits for its [n, ...] outputs."""
+    size = int(next(iter(inputs.values())).shape[0])
+    if size > self._config.max_batch_size:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"Task size {size} is larger than maximum input batch size {self._config.max_batch_size}")
+    key = (signature_name, outputs,
+           tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items())))
+    future = concurrent.futures.Future()
+    with self._cond:
+      if self._stopping:
+        raise ServingError(grpc.StatusCode.UNAVAILABLE, "Batch scheduler is shutting down")
+      queue = self._queues.setdefault(key, collections.deque())
+      if not queue or queue[-1].closed or queue[-1].size + size > self._config.max_batch_size:
+        if queue and not queue[-1].closed:
+          queue[-1].closed = True
+        if len(queue) >= self._config.max_enqueued_batches:
+          raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                             "The batch scheduling queue to which this task was submitted is full")
+        queue.append(_Batch(signature_name, outputs))
+      batch = queue[-1]
+      batch.tasks.append((inputs, size, future))
+      batch.size += size
+      if batch.size >= self._config.max_batch_size:
+        batch.closed = True
+      self._cond.notify()
+    return future.result()
+
+  def close(self) -> None:
+    """Runs what is queued, then stops the worker threads."""
+    with self._cond:
+      self._stopping = True
+      self._cond.notify_all()
+    for thread in self._threads:
+      thread.join(timeout=60)
+
+  def _next_batch(self):
+    """Waits for a runnable batch (full, timed out, or any while stopping); None when stopped and empty."""
+    with self._cond:
+      while True:
+        now = time.monotonic()
+        wait = None
+        for key, queue in self._queues.items():
+          if not queue:
+            continue
+          head = queue[0]
+          due = head.created + self._timeout
+          if head.closed or due <= now or self._stopping:
+            queue.popleft()
+            if not queue:
+              del self._queues[key]
+            return head
+          wait = due - now if wait is None else min(wait, due - now)
+        if self._stopping:
+          return None
+        self._cond.wait(timeout=wait)
+
+  def _worker(self) -> None:
+    while True:
+      batch = self._next_batch()
+      if batch is None:
+        return
+      self._run_batch(batch)
+
+  def _run_batch(self, batch: _Batch) -> None:
+    """Concatenates, pads, runs once, splits; every task gets its rows or the batch's error."""
+    tasks = batch.tasks
+    try:
+      if len(tasks) == 1:
+        merged = tasks[0][0]
+      else:
+        merged = {k: np.concatenate([t[0][k] for t in tasks], axis=0) for k in tasks[0][0]}
+      padded = batch.size
+      target = next((s for s in self._config.allowed_batch_sizes if s >= batch.size), batch.size)
+      if target > batch.size:
+        merged = {k: np.concatenate([v, np.repeat(v[:1], target - batch.size, axis=0)], axis=0)
+                  for k, v in merged.items()}
+        padded = target
+      self.batches_run += 1
+      result = self._run_fn(batch.signature_name, merged, batch.outputs)
+      for alias, value in result.items():
+        if np.ndim(value) == 0 or value.shape[0] != padded:
+          raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"Batched output tensor {alias} has {0 if np.ndim(value) == 0 else value.shape[0]} "
+                             f"rows; expected {padded} (one per input row): this signature cannot be batched")
+      start = 0
+      for _, size, future in tasks:
+        future.set_result({k: v[start:start + size] for k, v in result.items()})
+        start += size
+    except Exception as e:  # the error goes to every waiting request
+      for _, _, future in tasks:
+        if not future.done():
+          future.set_exception(e if isinstance(e, ServingError)
+                               else ServingError(grpc.StatusCode.INTERNAL, f"batched call failed: {e}"))
+

@@ -1,0 +1,255 @@
+"""TF Serving's REST API (a stdlib HTTP server in a thread) over the same ModelManager as gRPC.
+
+Routes (TF Serving's):
+  GET  /v1/models/NAME[/versions/N | /labels/L]            -> GetModelStatus as JSON
+  GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   -> GetModelMetadata as JSON
+  POST /v1/models/NAME[/versions/N | /labels/L]:predict    -> Predict
+Predict bodies: {"signature_name": S, "instances": [...]} (row format: one entry per example, a dict of input
+name -> value when the signature has several inputs) or {"inputs": ...} (columnar: name -> batched value);
+bytes travel as {"b64": "<base64>"}. Answers: {"predictions": ...} for rows, {"outputs": ...} for columns;
+string outputs whose alias ends in "_bytes" are sent as {"b64": ...}. Errors: {"error": "<message>"} with
+TF Serving's HTTP status for the code (INVALID_ARGUMENT/FAILED_PRECONDITION 400, NOT_FOUND 404, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import logging
+import re
+import threading
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, predict_pb2
+
+from serving import server_lib, tensors
+from serving.errors import ServingError, from_exception
+
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                    r"(?:/(?P<resource>metadata)|:(?P<method>predict|classify|regress))?$")
+_HTTP_STATUS = {
+    grpc.StatusCode.OK: 200, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _model_spec(match) -> model_pb2.ModelSpec:
+  spec = model_pb2.ModelSpec(name=match["name"])
+  if match["version"] is not None:
+    spec.version.value = int(match["version"])
+  elif match["label"] is not None:
+    spec.version_label = match["label"]
+  return spec
+
+
+def _decode_value(value, is_string: bool):
+  """JSON value -> nested python lists with {"b64": ...} turned into bytes (strings UTF-8 encoded)."""
+  if isinstance(value, dict):
+    if set(value) == {"b64"}:
+      try:
+        return base64.b64decode(value["b64"], validate=True)
+      except (ValueError, TypeError):
+        raise ServingError(_INVALID, "JSON Value: {\"b64\": ...} does not hold valid base64") from None
+    raise ServingError(_INVALID, f"JSON object {json.dumps(value)[:80]} is not a tensor value; only "
+                                 "{\"b64\": ...} objects may appear inside a value")
+  if isinstance(value, list):
+    return [_decode_value(v, is_string) for v in value]
+  if is_string and isinstance(value, str):
+    return value.encode("utf-8")
+  return value
+
+
+def _to_array(alias: str, value, info) -> np.ndarray:
+  """JSON value for input `alias` -> numpy array of the signature's dtype."""
+  is_string = tensors.is_string(info.dtype)
+  decoded = _decode_value(value, is_string)
+  try:
+    if is_string:
+      array = np.array(decoded, dtype=object)
+      if any(not isinstance(v, bytes) for v in array.reshape(-1)):
+        raise ValueError("non-string values")
+      return array
+    return np.array(decoded, dtype=tensors.numpy_dtype(info.dtype))
+  except (ValueError, TypeError) as e:
+    raise ServingError(_INVALID, f"Failed to process element: {alias} of 'instances'/'inputs' list: the value "
+                                 f"is not a (rectangular) {tensors.dtype_name(info.dtype)} tensor ({e})") from None
+
+
+def _parse_predict_body(body: bytes, signature) -> tuple:
+  """(inputs dict, row_format) from a predict JSON body and the SignatureDef."""
+  try:
+    doc = json.loads(body or b"{}")
+  except json.JSONDecodeError as e:
+    raise ServingError(_INVALID, f"JSON Parse error: {e}") from None
+  if not isinstance(doc, dict):
+    raise ServingError(_INVALID, "JSON Value: the request body must be a JSON object")
+  has_rows, has_cols = "instances" in doc, "inputs" in doc
+  if has_rows == has_cols:
+    raise ServingError(_INVALID, "Missing 'inputs' or 'instances' key" if not has_rows else
+                       "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists")
+  names = sorted(signature.inputs.keys())
+  if has_rows:
+    rows = doc["instances"]
+    if not isinstance(rows, list) or not rows:
+      raise ServingError(_INVALID, "Expecting 'instances' to be a non-empty JSON list")
+    named = all(isinstance(r, dict) and set(r) != {"b64"} for r in rows)
+    if not named and len(names) != 1:
+      raise ServingError(_INVALID, f"The signature has inputs {names}: each instance must be a JSON object "
+                                   "with one entry per input")
+    columns = {}
+    for row in rows:
+      entries = row if named else {names[0]: row}
+      if set(entries) != set(rows[0] if named else entries):
+        raise ServingError(_INVALID, "Failed to process element: every instance must name the same inputs")
+      for key, value in entries.items():
+        columns.setdefault(key, []).append(value)
+  else:
+    value = doc["inputs"]
+    columns = value if isinstance(value, dict) and set(value) != {"b64"} else (
+        {names[0]: value} if len(names) == 1 else None)
+    if columns is None:
+      raise ServingError(_INVALID, f"The signature has inputs {names}: 'inputs' must be a JSON object with one "
+                                   "entry per input")
+  inputs = {}
+  for key, value in columns.items():
+    info = signature.inputs.get(key)
+    inputs[key] = _to_array(key, value, info) if info is not None else np.asarray(0)
+  return inputs, has_rows
+
+
+def _encode_output(alias: str, array: np.ndarray):
+  if array.dtype == object:
+    if alias.endswith("_bytes"):
+      return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode("ascii")}, otypes=[object])(array).tolist()
+    return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
+  return array.tolist()
+
+
+def predict_json(manager, match, body: bytes) -> dict:
+  """Handles :predict; returns the JSON document (dict) of the answer."""
+  spec = _model_spec(match)
+  try:
+    doc = json.loads(body or b"{}")
+  except json.JSONDecodeError as e:
+    raise ServingError(_INVALID, f"JSON Parse error: {e}") from None
+  signature_name = doc.get("signature_name", "") if isinstance(doc, dict) else ""
+  servable = manager.resolve(spec)
+  name = signature_name or "serving_default"
+  signature = servable.signature_defs.get(name)
+  if signature is None:
+    raise ServingError(_INVALID, f"Serving signature name: \"{name}\" not found in signature def")
+  inputs, rows = _parse_predict_body(body, signature)
+  request = predict_pb2.PredictRequest(model_spec=spec)
+  request.model_spec.signature_name = name
+  for key, value in inputs.items():
+    request.inputs[key].CopyFrom(tensors.to_tensor_proto(value))
+  response = server_lib.predict(manager, request)
+  outputs = {alias: tensors.from_tensor_proto(proto) for alias, proto in response.outputs.items()}
+  if not rows:
+    if len(outputs) == 1:
+      return {"outputs": _encode_output(*next(iter(outputs.items())))}
+    return {"outputs": {alias: _encode_output(alias, v) for alias, v in outputs.items()}}
+  if len(outputs) == 1:
+    return {"predictions": _encode_output(*next(iter(outputs.items())))}
+  encoded = {alias: _encode_output(alias, v) for alias, v in outputs.items()}
+  count = len(next(iter(encoded.values())))
+  if any(not isinstance(v, list) or len(v) != count for v in encoded.values()):
+    raise ServingError(_INVALID, "Tensor name: outputs have different batch sizes; use the columnar "
+                                 "'inputs' format for this signature")
+  return {"predictions": [{alias: v[i] for alias, v in encoded.items()} for i in range(count)]}
+
+
+def _proto_json(message) -> dict:
+  return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                   always_print_fields_with_no_presence=True)
+
+
+def get_json(manager, match) -> dict:
+  """Handles the GET routes (status, metadata)."""
+  spec = _model_spec(match)
+  if match["resource"] == "metadata":
+    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec,
+                                                             metadata_field=[server_lib.SIGNATURE_DEF_FIELD])
+    response = server_lib.model_metadata(manager, request)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata[server_lib.SIGNATURE_DEF_FIELD].Unpack(signature_map)
+    return {"model_spec": _proto_json(response.model_spec),
+            "metadata": {server_lib.SIGNATURE_DEF_FIELD: _proto_json(signature_map)}}
+  request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
+  return _proto_json(server_lib.model_status(manager, request))
+
+
+class RestServer:
+  """ThreadingHTTPServer on (host, port) in a daemon thread; `port` is the bound port; stop() shuts it down."""
+
+  def __init__(self, manager, host: str, port: int):
+    handler = _make_handler(manager)
+    try:
+      self._httpd = http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+      raise ValueError(f"cannot listen on {host}:{port} for REST: {e.strerror}; pick a free --rest_api_port") \
+          from None
+    self._httpd.daemon_threads = True
+    self.port = self._httpd.server_address[1]
+    self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest", daemon=True)
+    self._thread.start()
+
+  def stop(self) -> None:
+    self._httpd.shutdown()
+    self._httpd.server_close()
+
+
+def _make_handler(manager):
+  class Handler(http.server.BaseHTTPRequestHandler):
+    """Dispatches TF Serving's REST routes; every failure is a JSON {"error": ...} with the mapped status."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # route through logging, not stderr
+      logging.debug("REST %s", fmt % args)
+
+    def _reply(self, status: int, doc: dict) -> None:
+      body = json.dumps(doc).encode("utf-8")
+      self.send_response(status)
+      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Length", str(len(body)))
+      self.end_headers()
+      self.wfile.write(body)
+
+    def _dispatch(self, method: str) -> None:
+      body = b""
+      try:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        match = _ROUTE.match(self.path.split("?", 1)[0])
+        if match is None or (method == "GET") != (match["method"] is None):
+          raise ServingError(_INVALID, f"Malformed request: {method} {self.path}")
+        if method == "GET":
+          doc = get_json(manager, match)
+        elif match["method"] == "predict":
+          doc = predict_json(manager, match, body)
+        else:
+          raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{match['method']} is not implemented by this server")
+        self._reply(200, doc)
+      except Exception as e:  # every error becomes a JSON answer
+        error = from_exception(e)
+        if error.code == grpc.StatusCode.UNKNOWN:
+          logging.exception("REST request failed")
+        self._reply(_HTTP_STATUS.get(error.code, 500), {"error": error.message})
+
+    def do_GET(self):
+      self._dispatch("GET")
+
+    def do_POST(self):
+      self._dispatch("POST")
+
+  return Handler

@@ -1,0 +1,247 @@
+"""The model server: TF Serving's gRPC PredictionService and ModelService over a ModelManager.
+
+`ModelServer(config).start()` loads the configured models (the port opens only once they are loaded, as
+tensorflow_model_server does), serves gRPC (and REST if asked), polls the file system and the model config
+file, and `stop()` drains in-flight requests before returning.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+
+import grpc
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_management_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+                                     status_pb2)
+
+from serving import config as config_lib
+from serving import tensors
+from serving.errors import ServingError, from_exception
+from serving.model_manager import ModelManager
+from serving.servable import Servable
+
+UNLIMITED_MESSAGE_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+SIGNATURE_DEF_FIELD = "signature_def"
+
+_STATE_ENUM = get_model_status_pb2.ModelVersionStatus.State
+
+
+def _handle(context, fn):
+  """Runs fn(); a ServingError aborts the RPC with its code; anything else is INTERNAL (server stays up)."""
+  try:
+    return fn()
+  except ServingError as e:
+    context.abort(e.code, e.message)
+  except Exception as e:  # never let one request take the server down
+    logging.exception("request failed")
+    error = from_exception(e)
+    context.abort(error.code if error.code != grpc.StatusCode.UNKNOWN else grpc.StatusCode.INTERNAL,
+                  error.message)
+
+
+def predict(manager: ModelManager, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+  """One Predict call: resolve the version, check and run the signature, fill the response as TF Serving."""
+  servable = manager.resolve(request.model_spec)
+  signature_name, _ = servable.signature(request.model_spec.signature_name)
+  inputs = {alias: Servable.parse_input(alias, proto) for alias, proto in request.inputs.items()}
+  outputs = servable.predict(signature_name, inputs, tuple(request.output_filter))
+  response = predict_pb2.PredictResponse()
+  response.model_spec.name = request.model_spec.name
+  response.model_spec.version.value = servable.version
+  response.model_spec.signature_name = signature_name
+  for alias, value in outputs.items():
+    response.outputs[alias].CopyFrom(tensors.to_tensor_proto(value))
+  return response
+
+
+def model_metadata(manager: ModelManager, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
+  """GetModelMetadata: the SignatureDefMap of the resolved version (only "signature_def" is supported)."""
+  if not request.HasField("model_spec"):
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+  if not request.metadata_field:
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                       "GetModelMetadataRequest must specify at least one metadata_field")
+  for field in request.metadata_field:
+    if field != SIGNATURE_DEF_FIELD:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+  servable = manager.resolve(request.model_spec)
+  response = get_model_metadata_pb2.GetModelMetadataResponse()
+  response.model_spec.name = servable.name
+  response.model_spec.version.value = servable.version
+  signature_map = get_model_metadata_pb2.SignatureDefMap()
+  for name, signature in servable.signature_defs.items():
+    signature_map.signature_def[name].CopyFrom(signature)
+  response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+  return response
+
+
+def model_status(manager: ModelManager, request) -> get_model_status_pb2.GetModelStatusResponse:
+  """GetModelStatus: every version's state (or the requested one's), highest first."""
+  if not request.HasField("model_spec"):
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+  spec = request.model_spec
+  version = spec.version.value if spec.HasField("version") else None
+  response = get_model_status_pb2.GetModelStatusResponse()
+  for status in manager.status(spec.name, version):
+    response.model_version_status.add(
+        version=status.version, state=_STATE_ENUM.Value(status.state),
+        status=status_pb2.StatusProto(error_code=status.error_code, error_message=status.error_message))
+  return response
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """tensorflow.serving.PredictionService: Predict and GetModelMetadata; the rest is UNIMPLEMENTED."""
+
+  def __init__(self, manager: ModelManager):
+    self._manager = manager
+
+  def Predict(self, request, context):
+    return _handle(context, lambda: predict(self._manager, request))
+
+  def GetModelMetadata(self, request, context):
+    return _handle(context, lambda: model_metadata(self._manager, request))
+
+  def _unimplemented(self, context, method):
+    context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                  f"{method} is not implemented by this server: the models it serves are image translators; "
+                  "use Predict")
+
+  def Classify(self, request, context):
+    self._unimplemented(context, "Classify")
+
+  def Regress(self, request, context):
+    self._unimplemented(context, "Regress")
+
+  def MultiInference(self, request, context):
+    self._unimplemented(context, "MultiInference")
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+  """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
+
+  def __init__(self, server: "ModelServer"):
+    self._server = server
+
+  def GetModelStatus(self, request, context):
+    return _handle(context, lambda: model_status(self._server.manager, request))
+
+  def HandleReloadConfigRequest(self, request, context):
+    def reload():
+      try:
+        configs = config_lib.model_configs_from_proto(request.config)
+      except ValueError as e:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+      response = model_management_pb2.ReloadConfigResponse()
+      try:
+        self._server.manager.set_models(configs)
+      except ServingError as e:
+        response.status.error_code = e.code_number
+        response.status.error_message = e.message
+      return response
+    return _handle(context, reload)
+
+
+class ModelServer:
+  """The whole server. start() -> serves; stop() -> drains and shuts down; wait() blocks until stopped.
+
+  Attributes:
+    manager: the ModelManager (loaded versions, status).
+    port, rest_port: the bound ports (useful when 0 was asked for).
+  """
+
+  def __init__(self, config: config_lib.ServerConfig):
+    self.config = config
+    batching = config.batching
+    self.manager = ModelManager(
+        load_servable=lambda name, version, path: Servable(name, version, path, batching_config=batching),
+        warmup_iterations=config.num_request_iterations_for_warmup if config.enable_model_warmup else 0)
+    self.port = None
+    self.rest_port = None
+    self._grpc_server = None
+    self._rest = None
+    self._stop_event = threading.Event()
+    self._stopped = threading.Event()
+    self._threads = []
+    self._model_config_text = None
+
+  def _initial_models(self) -> tuple:
+    if self.config.model_config_file:
+      with open(self.config.model_config_file, encoding="utf-8") as f:
+        self._model_config_text = f.read()
+      return config_lib.parse_model_config_text(
+          self._model_config_text, source=f"--model_config_file {self.config.model_config_file!r}")
+    return self.config.models
+
+  def start(self) -> "ModelServer":
+    """Loads the models, then opens the gRPC (and REST) ports. Raises ValueError/ServingError on bad config."""
+    self.manager.set_models(self._initial_models())
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self.config.grpc_max_threads,
+                                                               thread_name_prefix="grpc"),
+                         options=UNLIMITED_MESSAGE_OPTIONS)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), server)
+    address = f"{self.config.host}:{self.config.port}"
+    try:
+      self.port = server.add_insecure_port(address)
+    except RuntimeError as e:
+      raise ValueError(f"cannot listen on {address} for gRPC: {e}; pick a free --port") from None
+    if not self.port:
+      raise ValueError(f"cannot listen on {address} for gRPC (in use?); pick a free --port")
+    server.start()
+    self._grpc_server = server
+    logging.info("Running gRPC ModelServer at %s:%d ...", self.config.host, self.port)
+    if self.config.rest_api_port:
+      from serving import rest  # only when asked for
+      self._rest = rest.RestServer(self.manager, self.config.host, self.config.rest_api_port)
+      self.rest_port = self._rest.port
+      logging.info("Exporting HTTP/REST API at:%s:%d ...", self.config.host, self.rest_port)
+    if self.config.file_system_poll_wait_seconds > 0:
+      self._spawn(self._poll_loop, self.config.file_system_poll_wait_seconds, self.manager.poll, "fs-poll")
+    if self.config.model_config_file and self.config.model_config_file_poll_wait_seconds > 0:
+      self._spawn(self._poll_loop, self.config.model_config_file_poll_wait_seconds, self._reload_config_file,
+                  "config-poll")
+    return self
+
+  def _spawn(self, target, *args):
+    thread = threading.Thread(target=target, args=args, name=args[-1], daemon=True)
+    thread.start()
+    self._threads.append(thread)
+
+  def _poll_loop(self, interval: float, step, name: str) -> None:
+    while not self._stop_event.wait(interval):
+      try:
+        step()
+      except Exception:  # a failing poll is logged and retried at the next tick
+        logging.exception("%s failed", name)
+
+  def _reload_config_file(self) -> None:
+    with open(self.config.model_config_file, encoding="utf-8") as f:
+      text = f.read()
+    if text == self._model_config_text:
+      return
+    self._model_config_text = text
+    logging.info("Model config file changed; reloading")
+    self.manager.set_models(config_lib.parse_model_config_text(text, source=self.config.model_config_file))
+
+  def stop(self, grace: float | None = None) -> None:
+    """Stops accepting requests, lets in-flight ones finish (up to `grace` s), then unloads the models."""
+    if self._stop_event.is_set():
+      self._stopped.wait()
+      return
+    self._stop_event.set()
+    grace = self.config.drain_timeout_seconds if grace is None else grace
+    if self._rest is not None:
+      self._rest.stop()
+    if self._grpc_server is not None:
+      self._grpc_server.stop(grace).wait()
+    for thread in self._threads:
+      thread.join(timeout=5)
+    self.manager.close()
+    self._stopped.set()
+    logging.info("Server stopped")
+
+  def wait(self, timeout: float | None = None) -> bool:
+    """Blocks until stop() has finished; returns whether it did within `timeout`."""
+    return self._stopped.wait(timeout)
