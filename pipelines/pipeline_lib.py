@@ -197,7 +197,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
     sources = {"domain_a": Source(config.domain_a), "domain_b": Source(config.domain_b)}
   data = Output("ingest", "output_dir")
   model_dir = Output("train", "model_dir")
-  saved_model = Output("export", "saved_model_dir")
+  saved_model = Output("export", "path")
+  model_name = config.model_name or config.model
 
   def stage(name, module, config_class, inputs, output_field, parameters, **kwargs):
     return Stage(name, module, config_class, inputs=inputs, output_field=output_field, parameters=parameters,
@@ -211,14 +212,15 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
             after=("validate",), resumable=True),
       stage("evaluate", "components.evaluate_lib", "EvaluateConfig", {"model_dir": model_dir, "data_dir": data},
             "output_dir", options["evaluate"]),
-      stage("export", "components.export_lib", "ExportConfig", {"model_dir": model_dir}, "output_dir",
-            options["export"]),
+      stage("export", "components.export_lib", "ExportConfig",
+            {"model_dir": model_dir, "stats_path": Output("ingest", "stats_path")}, "output_dir",
+            {"model_name": model_name, **options["export"]}),
       stage("infra_validate", "components.infra_validate_lib", "InfraValidateConfig",
             {"saved_model_dir": saved_model}, "output_dir", options["infra_validate"]),
       stage("push", "components.push_lib", "PushConfig",
             {"model_dir": saved_model, "evaluation_dir": Output("evaluate", "output_dir"),
              "infra_validation_dir": Output("infra_validate", "output_dir")}, None,
-            {"serving_root": config.serving_root, "model_name": config.model_name or config.model,
+            {"serving_root": config.serving_root, "model_name": model_name,
              **options["push"]}),
   )
   return Pipeline(name=config.pipeline_name, root=config.pipeline_root, stages=stages)

@@ -276,3 +276,19 @@ def summary_table(result: RunResult, served: str | None = None) -> str:
   if result.error:
     lines.append(result.error)
   return "\n".join(lines)
+
+
+def served_model(result: RunResult) -> str | None:
+  """One line about the push stage's outcome: the served model's name, version and path, or why not."""
+  try:
+    push = result.report("push")
+  except KeyError:
+    return None
+  outputs = push.outputs
+  if not outputs:
+    return None
+  if outputs.get("pushed"):
+    name = os.path.basename(os.path.dirname(outputs["path"]))
+    source = f" (pushed by execution {push.cached_from}; nothing new to push)" if push.cached_from else ""
+    return f"served model: {name} version {outputs['version']} at {outputs['path']}{source}"
+  return f"served model: none ({outputs.get('reason', 'not pushed')})"

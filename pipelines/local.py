@@ -1,0 +1,128 @@
+"""`python -m pipelines.local`: one command from two image folders to a served model, run in this process.
+
+  python -m pipelines.local --domain_a=horses/ --domain_b=zebras/ --model=munit --preset=paper \\
+      --pipeline_root=out/pipeline --serving_root=out/serving
+  python -m pipelines.local --dataset_dir=horse2zebra/ --model=ugatit --preset=paper --strategy=mirrored \\
+      --runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2
+
+Runs ingest -> validate -> train -> evaluate -> export -> infra_validate -> push (pipelines.pipeline_lib),
+each stage's outputs under `<pipeline_root>/<stage>/<execution_id>/`, lineage in
+`<pipeline_root>/lineage.sqlite` (read it with `python -m pipelines.lineage --pipeline_root=...`).
+Starting the same command again reuses every stage whose inputs and parameters did not change and continues
+an interrupted training from its checkpoint; `--nocache` re-executes everything.
+
+Flags: the data and pipeline flags below; every flag of `python -m components.train` (--model, --preset,
+--steps, --strategy, --cpu_replicas, --checkpoint_every_steps, and each model setting such as --lr, --gan_w,
+--image_size, --batch_size); `--set STAGE.FIELD=VALUE` for any other field of a stage's config (the value
+is parsed as JSON when it parses, else kept as a string), e.g. `--set evaluate.num_images=64`;
+`--flagfile=FILE`. Every flag not defined here goes to Beam (ingest's pipeline options).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from absl import app, flags
+
+from components import train as train_entry  # defines the train stage's flags (model, strategy, settings)
+from pipelines import pipeline_lib
+
+flags.DEFINE_string("pipeline_root", "out/pipeline", "Where every stage's outputs and lineage.sqlite go.")
+flags.DEFINE_string("serving_root", None, "TF Serving model root that push writes <model_name>/<version>/ "
+                    "into (default: <pipeline_root>/serving).")
+flags.DEFINE_string("domain_a", None, "Folder of domain A images (searched recursively).")
+flags.DEFINE_string("domain_b", None, "Folder of domain B images (searched recursively).")
+flags.DEFINE_string("dataset_dir", None, "CycleGAN-layout folder (trainA/ trainB/ [testA/ testB/]) instead "
+                    "of --domain_a/--domain_b.")
+flags.DEFINE_string("model_name", None, "Name of the served model (default: the --model family).")
+flags.DEFINE_integer("keep_versions", None, "push: keep only the newest this many versions (default: all).")
+flags.DEFINE_integer("min_images", None, "validate: fewest train images accepted per domain.")
+flags.DEFINE_float("max_reject_fraction", None, "validate: largest accepted share of rejected files.")
+flags.DEFINE_integer("load_size", None, "ingest: shorter side of stored images (default: 286/256 of "
+                     "--image_size when given, else ingest's default).")
+flags.DEFINE_multi_string("set", [], "STAGE.FIELD=VALUE: any other field of a stage's config.")
+flags.DEFINE_boolean("cache", True, "Reuse the outputs of earlier executions with the same fingerprint "
+                     "(--nocache re-executes every stage).")
+
+FLAGS = flags.FLAGS
+
+# How to run training, not what it computes: changing them does not invalidate the cache or a resume.
+TRAIN_RUNTIME_FLAGS = ("strategy", "cpu_replicas", "checkpoint_every_steps", "summary_every_steps",
+                       "sample_every_steps", "jit_compile")
+TRAIN_PARAMETER_FLAGS = ("keep_checkpoints", "num_samples", "seed", "mixed_precision")
+
+
+def parse_set_options(assignments: list[str]) -> dict[str, dict[str, Any]]:
+  """Parses `STAGE.FIELD=VALUE` strings into {stage: {field: value}} (VALUE as JSON if it parses)."""
+  options: dict[str, dict[str, Any]] = {}
+  for assignment in assignments:
+    key, sep, raw = assignment.partition("=")
+    stage, dot, field = key.partition(".")
+    if not (sep and dot and stage and field):
+      raise app.UsageError(f"--set {assignment!r}: write STAGE.FIELD=VALUE, e.g. --set evaluate.num_images=64")
+    if stage not in pipeline_lib.STAGE_NAMES:
+      raise app.UsageError(f"--set {assignment!r}: unknown stage {stage!r}; stages: "
+                           f"{', '.join(pipeline_lib.STAGE_NAMES)}")
+    try:
+      value = json.loads(raw)
+    except json.JSONDecodeError:
+      value = raw
+    options.setdefault(stage, {})[field] = value
+  return options
+
+
+def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeline_lib.PipelineConfig:
+  """Builds the PipelineConfig from the parsed flags; `overrides` replace PipelineConfig fields."""
+  if FLAGS.model is None:
+    raise app.UsageError("--model is required: one of unit, munit, ugatit")
+  stage_options = parse_set_options(FLAGS.set)
+  runtime_options: dict[str, dict[str, Any]] = {"ingest": {"beam_args": tuple(beam_args)}, "train": {}}
+  for name in TRAIN_RUNTIME_FLAGS:
+    runtime_options["train"][name] = FLAGS[name].value
+  for name in TRAIN_PARAMETER_FLAGS:
+    stage_options.setdefault("train", {}).setdefault(name, FLAGS[name].value)
+  for stage, name in (("validate", "min_images"), ("validate", "max_reject_fraction"),
+                      ("ingest", "load_size"), ("push", "keep_versions")):
+    if FLAGS[name].value is not None:
+      stage_options.setdefault(stage, {})[name] = FLAGS[name].value
+  model_overrides = {name: FLAGS[name].value for name in train_entry.MODEL_FLAGS
+                     if name != "image_size" and FLAGS[name].value is not None}
+  values = dict(
+      pipeline_root=FLAGS.pipeline_root,
+      serving_root=FLAGS.serving_root or os.path.join(FLAGS.pipeline_root, "serving"),
+      domain_a=FLAGS.domain_a, domain_b=FLAGS.domain_b, dataset_dir=FLAGS.dataset_dir,
+      model=FLAGS.model, preset=FLAGS.preset, image_size=FLAGS.image_size, steps=FLAGS.steps,
+      model_overrides=model_overrides, model_name=FLAGS.model_name,
+      stage_options=stage_options, runtime_options=runtime_options)
+  values.update(overrides)
+  try:
+    return pipeline_lib.PipelineConfig(**values)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses our flags; returns argv[0] + every unknown argument (handed to Beam)."""
+  return FLAGS(argv, known_only=True)
+
+
+def main(argv: list[str]) -> int:
+  """Runs the pipeline; prints progress, the summary table and the served model; exit 1 on failure."""
+  from components import trainer  # pylint: disable=import-outside-toplevel
+  from pipelines import runner  # pylint: disable=import-outside-toplevel
+  positional = [a for a in argv[1:] if not a.startswith("-")]
+  if positional:
+    raise app.UsageError(f"unexpected arguments {positional}; flags start with --")
+  config = pipeline_config_from_flags(argv[1:])
+  trainer.configure_cpu_replicas(FLAGS.cpu_replicas)  # before any stage initializes TensorFlow's devices
+  result = runner.run_pipeline(pipeline_lib.create_pipeline(config), enable_cache=FLAGS.cache, argv=sys.argv)
+  print(runner.summary_table(result, served=runner.served_model(result)))
+  print(f"lineage: python -m pipelines.lineage --pipeline_root={config.pipeline_root} list")
+  return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
