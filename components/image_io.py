@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -110,30 +111,43 @@ def target_size(width: int, height: int, load_size: int) -> tuple[int, int]:
   return max(1, round(width * scale)), load_size
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-  """Image.open with Pillow's decompression-bomb guard set to `max_pixels` and made to raise (header only)."""
-  previous = Image.MAX_IMAGE_PIXELS
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("error", Image.DecompressionBombWarning)
-      Image.MAX_IMAGE_PIXELS = max_pixels
-      return Image.open(io.BytesIO(data))
-  except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-    raise ImageRejected("too_many_pixels", str(e)) from None
-  except Image.UnidentifiedImageError:
-    raise ImageRejected("not_an_image") from None
-  except (OSError, SyntaxError, ValueError, EOFError) as e:
-    raise ImageRejected("corrupt", f"{type(e).__name__}: {e}") from None
-  finally:
-    Image.MAX_IMAGE_PIXELS = previous
-
-
 def _decode_error(e: Exception) -> ImageRejected:
   """Maps a Pillow decode exception to a truncated/corrupt rejection."""
   text = f"{type(e).__name__}: {e}"
   if isinstance(e, EOFError) or "truncated" in str(e).lower() or "end of file" in str(e).lower():
     return ImageRejected("truncated", text)
   return ImageRejected("corrupt", text)
+
+
+_PIL_GUARD_LOCK = threading.Lock()
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
+               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+  """Image.open (header only) with Pillow's decompression-bomb guard set to `max_pixels` and made to raise.
+
+  Pillow checks width*height from the header inside Image.open, before any pixel is decoded.
+  """
+  try:
+    with _PIL_GUARD_LOCK, warnings.catch_warnings():  # the guard is a Pillow global: set, open, restore
+      previous = Image.MAX_IMAGE_PIXELS
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      Image.MAX_IMAGE_PIXELS = max_pixels
+      try:
+        return Image.open(io.BytesIO(data))
+      finally:
+        Image.MAX_IMAGE_PIXELS = previous
+  except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    raise ImageRejected("too_many_pixels", f"--max_pixels={max_pixels}; Pillow: {e}") from None
+  except Image.UnidentifiedImageError:
+    signature = next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+    if signature:
+      raise ImageRejected("corrupt", f"starts like a {signature} file but its header cannot be read "
+                                     f"(truncated or damaged)") from None
+    raise ImageRejected("not_an_image") from None
+  except (OSError, SyntaxError, ValueError, EOFError) as e:
+    raise _decode_error(e) from None
 
 
 def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -148,10 +162,10 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
   if mode.startswith("I;16") or mode == "I":
     values = np.asarray(image, dtype=np.float64)
     gray = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
+    return Image.fromarray(gray).convert("RGB")
   if mode == "F":
     gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
+    return Image.fromarray(gray).convert("RGB")
   if mode == "RGB":
     return image
   return image.convert("RGB")
@@ -208,8 +222,10 @@ def prepare_image(data: bytes, *, load_size: int, max_pixels: int = DEFAULT_MAX_
 
 def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
   """uint8 `[H, W, 3]` -> PNG bytes (deterministic: no timestamp or text chunks)."""
+  if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[-1] != 3:
+    raise ValueError(f"encode_png needs uint8 [H, W, 3] pixels, got {pixels.dtype} {list(pixels.shape)}")
   buffer = io.BytesIO()
-  Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG", compress_level=compress_level)
+  Image.fromarray(pixels).save(buffer, format="PNG", compress_level=compress_level)
   return buffer.getvalue()
 
 

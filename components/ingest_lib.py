@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import struct
 import time
 
@@ -221,6 +222,9 @@ class PrepareImageFn(beam.DoFn):
       yield self._reject(source, "broken_symlink", f"points to {os.readlink(path)}")
       return
     try:
+      if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+        yield self._reject(source, "unreadable", "not a regular file (FIFO, socket or device)")
+        return
       with open(path, "rb") as f:
         data = f.read()
     except OSError as e:
