@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import glob
 import os
 import sys
 import time
@@ -87,8 +88,13 @@ def to_jsonable(value: Any) -> Any:
 
 
 def _outputs_exist(execution: lineage_lib.Execution) -> bool:
-  """True when every top-level output that is an absolute path still exists (nested values are data)."""
-  return all(os.path.exists(v) for v in execution.outputs.values() if isinstance(v, str) and os.path.isabs(v))
+  """True when every top-level output that is an absolute path still exists (nested values are data).
+
+  A path may also be a prefix of existing files, as a TensorFlow checkpoint path is (`ckpt-12` names
+  `ckpt-12.index` and `ckpt-12.data-*`).
+  """
+  return all(os.path.exists(v) or glob.glob(glob.escape(v) + ".*")
+             for v in execution.outputs.values() if isinstance(v, str) and os.path.isabs(v))
 
 
 def _error_message(exc: BaseException) -> str:

@@ -60,6 +60,7 @@ class CountResult:
   model_dir: str
   start_step: int
   step: int
+  checkpoint: str
 
 
 def run_count(config: CountConfig) -> CountResult:
@@ -71,7 +72,10 @@ def run_count(config: CountConfig) -> CountResult:
       f.write(str(step))
     if step == config.fail_at:
       raise StageError(f"planted failure at step {step}: rerun without it to resume")
-  return CountResult(config.model_dir, start, config.steps)
+  checkpoint = os.path.join(config.model_dir, f"ckpt-{config.steps}")  # a prefix, like a TF checkpoint's
+  with open(checkpoint + ".index", "w") as f:
+    f.write("")
+  return CountResult(config.model_dir, start, config.steps, checkpoint)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +149,7 @@ def test_first_run_executes_everything_and_records_lineage(tmp_path, source):
         executions[0].outputs["total_path"])
     assert count.parameters["steps"] == 5 and count.parameters["config"]["fail_at"] is None
     assert count.outputs == {"model_dir": count.output_dir, "start_step": 0, "step": 5,
-                             "output_dir": count.output_dir}
+                             "checkpoint": os.path.join(count.output_dir, "ckpt-5"), "output_dir": count.output_dir}
     assert all(e.finished >= e.started and e.error is None and e.pid == os.getpid() for e in executions)
     assert store.runs()[-1].status == "COMPLETE" and store.runs()[-1].argv == ["toy"]
 
