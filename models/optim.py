@@ -106,3 +106,13 @@ def build_optimizer(config, name: str) -> AdamL2:
 def build_optimizers(config) -> tuple[AdamL2, AdamL2]:
   """Returns (gen_optimizer, dis_optimizer), both Adam with the paper's betas, L2 decay and lr policy."""
   return build_optimizer(config, "gen_optimizer"), build_optimizer(config, "dis_optimizer")
+
+
+def minimize(tape: tf.GradientTape, scaled_loss: tf.Tensor, optimizer, variables: list) -> None:
+  """Applies the gradients of `scaled_loss` to `variables` (one replica's view, inside `strategy.run`).
+
+  `scaled_loss` must be `optimizer.scale_loss(loss)` computed inside `tape`, so that a
+  `keras.optimizers.LossScaleOptimizer` (mixed precision) works: its `apply` unscales the gradients.
+  """
+  grads = tape.gradient(scaled_loss, variables)
+  optimizer.apply(grads, variables)

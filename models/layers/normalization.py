@@ -1,0 +1,118 @@
+"""Normalization layers of MUNIT and UNIT; statistics are always computed in float32 (mixed precision safe).
+
+* `AdaIN` (Huang & Belongie, ICCV 2017), conditioning passed as inputs: `AdaIN()([x, gamma, beta])`.
+* `MUNITLayerNorm`: the LayerNorm of NVlabs/MUNIT networks.py (unbiased std, eps outside the sqrt).
+* `instance_norm(affine)`: instance normalization as `keras.layers.GroupNormalization(groups=-1)`
+  (one group per channel), torch `nn.InstanceNorm2d` eps 1e-5.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def _check_image(input_shape, layer: str):
+  """Raises ValueError unless input_shape is [B, H, W, C] with a known C."""
+  if len(input_shape) != 4 or input_shape[-1] is None:
+    raise ValueError(f"{layer} expects x of shape [B, H, W, C] with known C, got {tuple(input_shape)}.")
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class AdaIN(keras.layers.Layer):
+  """Adaptive instance normalization with per-sample affine parameters given as inputs.
+
+  AdaIN(x, gamma, beta) = gamma * (x - mu(x)) / sqrt(var(x) + eps) + beta, with mu and the biased variance
+  taken per sample and channel over H, W (torch `F.batch_norm` on a [1, B*C, H, W] view, as MUNIT does).
+  No "1 +" on gamma: MUNIT's MLP outputs gamma directly.
+
+  Inputs: [x `[B, H, W, C]`, gamma `[B, C]`, beta `[B, C]`]. Output: `[B, H, W, C]` in the compute dtype.
+
+  Args:
+    epsilon: added to the variance inside the square root (1e-5 in MUNIT).
+  """
+
+  def __init__(self, epsilon: float = 1e-5, **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = float(epsilon)
+
+  def build(self, input_shape):
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
+      raise ValueError(f"AdaIN takes [x, gamma, beta], got input shapes {input_shape}.")
+    x_shape, gamma_shape, beta_shape = input_shape
+    _check_image(x_shape, "AdaIN")
+    for name, shape in (("gamma", gamma_shape), ("beta", beta_shape)):
+      if len(shape) != 2 or shape[-1] not in (None, x_shape[-1]):
+        raise ValueError(f"AdaIN: {name} must be [B, {x_shape[-1]}] for x of shape {tuple(x_shape)}, "
+                         f"got {tuple(shape)}.")
+
+  def call(self, inputs):
+    x, gamma, beta = inputs
+    x32 = ops.cast(x, "float32")
+    mean, var = ops.moments(x32, axes=[1, 2], keepdims=True)
+    gamma = ops.cast(gamma, "float32")[:, None, None, :]
+    beta = ops.cast(beta, "float32")[:, None, None, :]
+    y = (x32 - mean) * ops.rsqrt(var + self.epsilon) * gamma + beta
+    return ops.cast(y, self.compute_dtype)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape[0]
+
+  def get_config(self):
+    return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class MUNITLayerNorm(keras.layers.Layer):
+  """MUNIT's layer normalization with a per-channel affine transform.
+
+  y = (x - mu) / (sigma + eps) * gamma_c + beta_c, where mu and the UNBIASED standard deviation sigma
+  (divisor N - 1, N = H * W * C) are taken per sample over H, W, C; eps is outside the square root.
+  gamma ~ U[0, 1), beta = 0 at initialization (NVlabs/MUNIT networks.py LayerNorm).
+
+  Input / output: `[B, H, W, C]` (any rank >= 2 with channels last).
+
+  Args:
+    epsilon: added to sigma (1e-5).
+    affine: learn gamma and beta.
+  """
+
+  def __init__(self, epsilon: float = 1e-5, affine: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = float(epsilon)
+    self.affine = bool(affine)
+
+  def build(self, input_shape):
+    if len(input_shape) < 2 or input_shape[-1] is None:
+      raise ValueError(f"MUNITLayerNorm expects [B, ..., C] with known C, got {tuple(input_shape)}.")
+    if self.affine:
+      channels = input_shape[-1]
+      self.gamma = self.add_weight(shape=(channels,), name="gamma",
+                                   initializer=keras.initializers.RandomUniform(0.0, 1.0))
+      self.beta = self.add_weight(shape=(channels,), name="beta", initializer="zeros")
+
+  def call(self, x):
+    x32 = ops.cast(x, "float32")
+    axes = list(range(1, len(x.shape)))
+    mean = ops.mean(x32, axis=axes, keepdims=True)
+    n = ops.cast(ops.prod(ops.shape(x32)[1:]), "float32")
+    var_unbiased = ops.sum(ops.square(x32 - mean), axis=axes, keepdims=True) / (n - 1.0)
+    y = (x32 - mean) / (ops.sqrt(var_unbiased) + self.epsilon)
+    if self.affine:
+      y = y * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
+    return ops.cast(y, self.compute_dtype)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}
+
+
+def instance_norm(affine: bool = False, epsilon: float = 1e-5, name: str | None = None):
+  """Instance normalization `[B, H, W, C]` -> same: GroupNormalization with one group per channel.
+
+  IN(x) = (x - mu_bc) / sqrt(var_bc + eps) [* gamma_c + beta_c if affine]; torch `nn.InstanceNorm2d` defaults
+  (affine=False, eps=1e-5) are what MUNIT and UNIT use. Keras' GroupNormalization computes in float32.
+  """
+  return keras.layers.GroupNormalization(groups=-1, epsilon=epsilon, center=affine, scale=affine, name=name)

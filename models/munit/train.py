@@ -1,0 +1,109 @@
+"""MUNIT training step and sample rows (NVlabs/MUNIT trainer.py `dis_update`, `gen_update`, `sample`).
+
+Per-replica view, to run inside `strategy.run`; every loss is a per-example `[B]` tensor reduced with
+`tf.nn.compute_average_loss` over the global batch, so replica sums equal the official batch means.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from models import losses
+from models.optim import minimize
+
+
+def _random_styles(model, batch):
+  """Prior style samples s ~ N(0, I): `[batch, style_dim]`."""
+  return tf.random.normal([batch, model.config.style_dim])
+
+
+def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size) -> dict:
+  """One MUNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1]: discriminator update, then generator update.
+
+  Plan (trainer.py):
+    1. D: x_ba = G_a.dec(c_b, s_a), x_ab = G_b.dec(c_a, s_b) with prior styles, detached;
+       L_D = gan_w * (LSGAN_D(D_a(x_a), D_a(x_ba)) + LSGAN_D(D_b(x_b), D_b(x_ab))).
+    2. G: encode (c_a, s_a'), (c_b, s_b'); within-domain x_a_recon = dec_a(c_a, s_a'); cross-domain x_ba, x_ab
+       with new prior styles; re-encode (c_b_recon, s_a_recon) = enc_a(x_ba), (c_a_recon, s_b_recon) = enc_b(x_ab);
+       optional cycle x_aba = dec_a(c_a_recon, s_a') (recon_x_cyc_w > 0); optional VGG loss (vgg_w > 0);
+       L_G = gan_w (adv_a + adv_b) + recon_x_w (|x_a_recon - x_a| + ...) + recon_s_w (|s_a_recon - s_a| + ...)
+             + recon_c_w (|c_a_recon - c_a| + ...) + recon_x_cyc_w (|x_aba - x_a| + ...) + vgg_w (vgg_a + vgg_b).
+  Returns:
+    dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_adv_a`, ...).
+  """
+  cfg = model.config
+  gen_a, gen_b, dis_a, dis_b = model.gen_a, model.gen_b, model.dis_a, model.dis_b
+  batch = tf.shape(x_a)[0]
+
+  def mean(per_example):
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+  # 1. Discriminator update (generator outputs are constants here).
+  s_a, s_b = _random_styles(model, batch), _random_styles(model, batch)
+  c_a, c_b = gen_a.content_encoder(x_a, training=True), gen_b.content_encoder(x_b, training=True)
+  x_ba = tf.stop_gradient(gen_a.decode(c_b, s_a, training=True))
+  x_ab = tf.stop_gradient(gen_b.decode(c_a, s_b, training=True))
+  with tf.GradientTape() as tape:
+    dis_loss_a = mean(losses.lsgan_discriminator_loss(dis_a(x_a, training=True), dis_a(x_ba, training=True)))
+    dis_loss_b = mean(losses.lsgan_discriminator_loss(dis_b(x_b, training=True), dis_b(x_ab, training=True)))
+    dis_total = cfg.gan_w * dis_loss_a + cfg.gan_w * dis_loss_b
+    scaled = dis_optimizer.scale_loss(dis_total)
+  minimize(tape, scaled, dis_optimizer, model.discriminator_variables)
+
+  # 2. Generator update.
+  s_a, s_b = _random_styles(model, batch), _random_styles(model, batch)
+  with tf.GradientTape() as tape:
+    c_a, s_a_prime = gen_a.encode(x_a, training=True)
+    c_b, s_b_prime = gen_b.encode(x_b, training=True)
+    x_a_recon = gen_a.decode(c_a, s_a_prime, training=True)
+    x_b_recon = gen_b.decode(c_b, s_b_prime, training=True)
+    x_ba = gen_a.decode(c_b, s_a, training=True)
+    x_ab = gen_b.decode(c_a, s_b, training=True)
+    c_b_recon, s_a_recon = gen_a.encode(x_ba, training=True)
+    c_a_recon, s_b_recon = gen_b.encode(x_ab, training=True)
+    terms = {
+        "gen_adv_a": mean(losses.lsgan_generator_loss(dis_a(x_ba, training=True))),
+        "gen_adv_b": mean(losses.lsgan_generator_loss(dis_b(x_ab, training=True))),
+        "gen_recon_x_a": mean(losses.l1_loss(x_a_recon, x_a)),
+        "gen_recon_x_b": mean(losses.l1_loss(x_b_recon, x_b)),
+        "gen_recon_s_a": mean(losses.l1_loss(s_a_recon, s_a)),
+        "gen_recon_s_b": mean(losses.l1_loss(s_b_recon, s_b)),
+        "gen_recon_c_a": mean(losses.l1_loss(c_a_recon, c_a)),
+        "gen_recon_c_b": mean(losses.l1_loss(c_b_recon, c_b)),
+    }
+    gen_total = (cfg.gan_w * (terms["gen_adv_a"] + terms["gen_adv_b"])
+                 + cfg.recon_x_w * (terms["gen_recon_x_a"] + terms["gen_recon_x_b"])
+                 + cfg.recon_s_w * (terms["gen_recon_s_a"] + terms["gen_recon_s_b"])
+                 + cfg.recon_c_w * (terms["gen_recon_c_a"] + terms["gen_recon_c_b"]))
+    if cfg.recon_x_cyc_w > 0:
+      x_aba = gen_a.decode(c_a_recon, s_a_prime, training=True)
+      x_bab = gen_b.decode(c_b_recon, s_b_prime, training=True)
+      terms["gen_cycrecon_x_a"] = mean(losses.l1_loss(x_aba, x_a))
+      terms["gen_cycrecon_x_b"] = mean(losses.l1_loss(x_bab, x_b))
+      gen_total += cfg.recon_x_cyc_w * (terms["gen_cycrecon_x_a"] + terms["gen_cycrecon_x_b"])
+    if cfg.vgg_w > 0:
+      from models.perceptual import perceptual_loss
+      terms["gen_vgg_a"] = mean(perceptual_loss(model.vgg, x_ba, x_b))
+      terms["gen_vgg_b"] = mean(perceptual_loss(model.vgg, x_ab, x_a))
+      gen_total += cfg.vgg_w * (terms["gen_vgg_a"] + terms["gen_vgg_b"])
+    scaled = gen_optimizer.scale_loss(gen_total)
+  minimize(tape, scaled, gen_optimizer, model.generator_variables)
+  return {"dis_total": dis_total, "dis_a": dis_loss_a, "dis_b": dis_loss_b, "gen_total": gen_total, **terms}
+
+
+def sample_rows(model, x_a, x_b) -> dict:
+  """Rows of MUNIT's sample grid (trainer.py `sample`), each `[B, H, W, 3]` in [-1, 1].
+
+  x_a, x_a_recon, x_ab with a fixed style (seed i for image i, the same at every step), x_ab with a random
+  style, then the same four rows for domain b.
+  """
+  batch = tf.shape(x_a)[0]
+  fixed = model.sample_style(tf.range(batch, dtype=tf.int64))
+  rows = {}
+  for src, x, direction in (("a", x_a, "a2b"), ("b", x_b, "b2a")):
+    tgt = "b" if src == "a" else "a"
+    rows[f"x_{src}"] = tf.cast(x, tf.float32)
+    rows[f"x_{src}_recon"] = model.generator(src)(x, training=False)
+    rows[f"x_{src}{tgt}_fixed_style"] = model.translate(x, direction, style=fixed)["images"]
+    rows[f"x_{src}{tgt}_random_style"] = model.translate(x, direction)["images"]
+  return rows
