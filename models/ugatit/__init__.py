@@ -1,0 +1,22 @@
+"""U-GAT-IT (Kim et al., ICLR 2020), matching znxlwm/UGATIT-pytorch: full and light models.
+
+`FAMILY` is what `models.get_family("ugatit")` returns (see models/api.py).
+"""
+
+from models.api import Family
+from models.optim import build_optimizers
+from models.ugatit.config import PRESETS, UGATITConfig
+from models.ugatit.model import UGATIT, build_model
+from models.ugatit.train import sample_rows, train_step
+
+FAMILY = Family(
+    name="ugatit",
+    config_class=UGATITConfig,
+    presets=PRESETS,
+    build_model=build_model,
+    train_step=train_step,
+    sample_rows=sample_rows,
+    build_optimizers=build_optimizers,
+)
+
+__all__ = ["FAMILY", "UGATIT", "UGATITConfig", "PRESETS", "build_model", "train_step", "sample_rows"]
