@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
                                            num_test=FLAGS.num_test, image_size=DEMO_IMAGE_SIZE)
     overrides["dataset_dir"] = dataset.dataset_dir
   config = local.pipeline_config_from_flags(argv[1:], **overrides)
+  local.quiet_tensorflow_logs()
   trainer.configure_cpu_replicas(FLAGS.cpu_replicas)
   result = demo_lib.run(demo_lib.DemoConfig(pipeline=config, output_dir=output_dir, enable_cache=FLAGS.cache,
                                             num_requests=FLAGS.num_requests))

@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from components import train as train_entry  # defines the train stage's flags (model, strategy, settings)
 from pipelines import pipeline_lib
@@ -104,6 +104,12 @@ def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeli
     raise app.UsageError(str(e)) from e
 
 
+def quiet_tensorflow_logs() -> None:
+  """Keeps TensorFlow's INFO lines (checkpoint sharding, ...) out of the progress unless -v/--verbosity is given."""
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses our flags; returns argv[0] + every unknown argument (handed to Beam)."""
   return FLAGS(argv, known_only=True)
@@ -117,6 +123,7 @@ def main(argv: list[str]) -> int:
   if positional:
     raise app.UsageError(f"unexpected arguments {positional}; flags start with --")
   config = pipeline_config_from_flags(argv[1:])
+  quiet_tensorflow_logs()
   trainer.configure_cpu_replicas(FLAGS.cpu_replicas)  # before any stage initializes TensorFlow's devices
   result = runner.run_pipeline(pipeline_lib.create_pipeline(config), enable_cache=FLAGS.cache, argv=sys.argv)
   print(runner.summary_table(result, served=runner.served_model(result)))

@@ -274,7 +274,8 @@ def summary_table(result: RunResult, served: str | None = None) -> str:
     elif r.resumed_from:
       note = f" (resumed {r.resumed_from})"
     lines.append(f"{r.stage:<15} {r.status:<9} {r.seconds:>7.1f}s  {r.execution_id or '':>5}  "
-                 f"{_short(r.outputs.get('output_dir', r.error or ''), 70)}{note}")
+                 f"{_short(r.outputs.get('output_dir', (r.error or '').splitlines()[0] if r.error else ''), 70)}"
+                 f"{note}")
   total = sum(r.seconds for r in result.stages)
   lines.append(f"run {result.run_id}: {result.status} in {total:.1f} s")
   if served:
