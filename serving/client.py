@@ -296,23 +296,40 @@ def translate_files(client: TranslationClient, image_paths: list, output_dir: st
   return written
 
 
+def run_cli(server: str, model_name: str, image_paths: list, output_dir: str, *, direction: str = "a2b",
+            num_styles: int = 1, style_image: str | None = None, seed: int = 0, version: int | None = None,
+            version_label: str | None = None, timeout: float = 30.0, retries: int = 3) -> list:
+  """What `python -m serving.client` does; returns the written paths.
+
+  Raises ValueError (bad arguments, unreadable files: checked before any network call) or TranslationError
+  (unreachable server, unknown model, no available version, failed call) with a one-line message.
+  """
+  if not image_paths:
+    raise ValueError("give at least one IMAGE path after the flags")
+  for path in image_paths:
+    read_image(path)
+  with TranslationClient(server, model_name, version=version, version_label=version_label, timeout=timeout,
+                         retries=retries) as client:
+    try:
+      statuses = client.model_status()
+    except TranslationError as e:
+      if e.code == grpc.StatusCode.NOT_FOUND:
+        raise TranslationError(f"model {model_name!r} is not served by {server} ({e})", e.code) from None
+      raise
+    if not any(s["state"] == "AVAILABLE" for s in statuses):
+      raise TranslationError(f"model {model_name!r} has no available version on {server}: {statuses}")
+    return translate_files(client, image_paths, output_dir, direction=direction, num_styles=num_styles,
+                           style_image=style_image, seed=seed)
+
+
 def main(argv):
   """The CLI entry point (flags are defined and read only here)."""
   from absl import flags
-  flags_ = flags.FLAGS
-  images = argv[1:]
-  if not images:
-    print("serving.client: error: give at least one IMAGE path after the flags", file=sys.stderr)
-    sys.exit(2)
+  f = flags.FLAGS
   try:
-    with TranslationClient(flags_.server, flags_.model_name, version=flags_.version,
-                           version_label=flags_.version_label, timeout=flags_.timeout,
-                           retries=flags_.retries) as client:
-      for path in images:
-        read_image(path)
-      client.wait_until_available(timeout=flags_.timeout)
-      written = translate_files(client, images, flags_.output_dir, direction=flags_.direction,
-                                num_styles=flags_.num_styles, style_image=flags_.style_image, seed=flags_.seed)
+    written = run_cli(f.server, f.model_name, argv[1:], f.output_dir, direction=f.direction,
+                      num_styles=f.num_styles, style_image=f.style_image, seed=f.seed, version=f.version,
+                      version_label=f.version_label, timeout=f.timeout, retries=f.retries)
   except (TranslationError, ValueError) as e:
     print(f"serving.client: error: {e}", file=sys.stderr)
     sys.exit(1)
