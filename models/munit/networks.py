@@ -182,7 +182,7 @@ class MultiScaleDiscriminator(keras.Model):
   def __init__(self, dim: int = 64, n_layer: int = 4, num_scales: int = 3, **kwargs):
     super().__init__(**kwargs)
     self.dim, self.n_layer, self.num_scales = dim, n_layer, num_scales
-    self.downsample = AveragePooling2DExcludePad(3, 2, 1, name="downsample")
+    self.downsample = None if num_scales == 1 else AveragePooling2DExcludePad(3, 2, 1, name="downsample")
     self.scales = []
     for s in range(num_scales):
       layers, channels = [], dim

@@ -1,0 +1,103 @@
+"""UNIT configuration (paper version): a frozen, flat dataclass whose field names are the flag names, and presets.
+
+`paper` is mingyuliutw/UNIT branch version_02 exps/unit/cat2tiger.yaml with COCOResGen and COCODis: ch 64,
+3 front blocks (2 stride-2 convs), 3 + 1 shared encoder ResBlocks, 1 shared + 3 decoder ResBlocks,
+discriminator ch 64 with 6 stride-2 convs (one scale); gan_w 10, ll_direct_link_w 100, kl_direct_link_w 0.1,
+ll_cycle_link_w 100, kl_cycle_link_w 0.1; Adam lr 1e-4, betas (0.5, 0.999), weight decay 1e-4 (hard-coded in
+cocogan_trainer.py), constant lr, 500k iterations, batch 1, 216x216 crops.
+`dis_num_scales` > 1 selects the multi-scale discriminator (COCOMsDis: scales x, x/2, x/4 with a 3x3 Gaussian
+blur before each subsampling). `tiny` keeps the architecture with few channels for tests at 32x32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from models.configs import ConfigMixin
+
+
+def discriminator_fits(image_size: int, n_layer: int, num_scales: int) -> bool:
+  """True when the smallest scale still has at least one pixel after n_layer stride-2 convs."""
+  size = image_size
+  for _ in range(num_scales - 1):
+    size = (size + 1) // 2
+  return size >= 2 ** (n_layer - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class UNITConfig(ConfigMixin):
+  """Architecture, loss weights and optimizer of UNIT (Liu et al., NIPS 2017), paper code (version_02).
+
+  Attributes:
+    ch: channels of the first encoder conv; doubles at each stride-2 conv.
+    n_enc_front_blk: front convs of each encoder (the first is 7x7 s1, the others 3x3 s2).
+    n_enc_res_blk, n_enc_shared_blk, n_gen_shared_blk, n_gen_res_blk: ResBlocks per domain / shared.
+    n_gen_front_blk: back-end of each generator (n_gen_front_blk - 1 stride-2 transposed convs + a 1x1).
+    dis_ch, dis_n_layer: discriminator width and stride-2 convs. dis_num_scales: 1 (COCODis) or more (COCOMsDis).
+    gan_w, ll_direct_link_w, kl_direct_link_w, ll_cycle_link_w, kl_cycle_link_w: loss weights.
+    lr, beta1, beta2, weight_decay: Adam with torch-style L2 weight decay. lr_policy: "constant" (as the paper
+      code) or "step" (step_size, gamma).
+    max_iter, batch_size (global), image_size (square training crop).
+  """
+
+  ch: int = 64
+  n_enc_front_blk: int = 3
+  n_enc_res_blk: int = 3
+  n_enc_shared_blk: int = 1
+  n_gen_shared_blk: int = 1
+  n_gen_res_blk: int = 3
+  n_gen_front_blk: int = 3
+  dis_ch: int = 64
+  dis_n_layer: int = 6
+  dis_num_scales: int = 1
+  gan_w: float = 10.0
+  ll_direct_link_w: float = 100.0
+  kl_direct_link_w: float = 0.1
+  ll_cycle_link_w: float = 100.0
+  kl_cycle_link_w: float = 0.1
+  lr: float = 1e-4
+  beta1: float = 0.5
+  beta2: float = 0.999
+  weight_decay: float = 1e-4
+  lr_policy: str = "constant"
+  step_size: int = 100_000
+  gamma: float = 0.5
+  max_iter: int = 500_000
+  batch_size: int = 1
+  image_size: int = 216
+
+  def __post_init__(self):
+    for name in ("ch", "n_enc_front_blk", "n_gen_front_blk", "dis_ch", "dis_n_layer", "dis_num_scales",
+                 "step_size", "max_iter", "batch_size", "image_size"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"UNITConfig.{name} must be >= 1, got {getattr(self, name)}.")
+    for name in ("n_enc_res_blk", "n_enc_shared_blk", "n_gen_shared_blk", "n_gen_res_blk"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"UNITConfig.{name} must be >= 0, got {getattr(self, name)}.")
+    if self.n_enc_front_blk != self.n_gen_front_blk:
+      raise ValueError(f"UNITConfig.n_enc_front_blk ({self.n_enc_front_blk}) and n_gen_front_blk "
+                       f"({self.n_gen_front_blk}) must be equal so that outputs have the input size.")
+    if self.lr_policy not in ("constant", "step"):
+      raise ValueError(f"UNITConfig.lr_policy must be 'constant' or 'step', got {self.lr_policy!r}.")
+    for name in ("gan_w", "ll_direct_link_w", "kl_direct_link_w", "ll_cycle_link_w", "kl_cycle_link_w", "lr",
+                 "weight_decay"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"UNITConfig.{name} must be >= 0, got {getattr(self, name)}.")
+    if self.image_size % self.size_multiple:
+      raise ValueError(f"UNITConfig.image_size must be a multiple of {self.size_multiple} "
+                       f"(2 ** (n_enc_front_blk - 1)), got {self.image_size}.")
+    if not discriminator_fits(self.image_size, self.dis_n_layer, self.dis_num_scales):
+      raise ValueError(f"UNITConfig: dis_n_layer={self.dis_n_layer} with dis_num_scales={self.dis_num_scales} "
+                       f"needs a larger image_size than {self.image_size}; lower them or raise image_size.")
+
+  @property
+  def size_multiple(self) -> int:
+    """Input H and W must be multiples of this (stride-2 convs of the encoders)."""
+    return 2 ** (self.n_enc_front_blk - 1)
+
+
+PRESETS = {
+    "paper": UNITConfig(),
+    "tiny": UNITConfig(ch=8, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=8, dis_n_layer=4, max_iter=200,
+                       batch_size=2, image_size=32),
+}

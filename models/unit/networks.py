@@ -1,0 +1,133 @@
+"""UNIT networks, paper version (mingyuliutw/UNIT branch version_02, src/trainers/cocogan_nets.py), as Keras models.
+
+COCOResGen is split into its six parts; the shared ones are single networks used by both domains:
+  Encoder (per domain)   `[B, H, W, 3]` -> `[B, H/4, W/4, 4ch]`: 7x7 s1 conv + LeakyReLU(0.01) (no norm);
+                         (n_enc_front_blk - 1) x [3x3 s2 conv, IN, ReLU]; n_enc_res_blk IN ResBlocks.
+  SharedEncoder          n_enc_shared_blk IN ResBlocks -> mu; training adds N(0, I) noise: z = mu + eps.
+  SharedDecoder          n_gen_shared_blk IN ResBlocks.
+  Generator (per domain) n_gen_res_blk IN ResBlocks; (n_gen_front_blk - 1) x [3x3 s2 transposed conv, IN, ReLU];
+                         1x1 transposed conv -> 3, tanh: `[B, H/4, W/4, 4ch]` -> `[B, H, W, 3]` float32.
+  Discriminator          COCODis (1 scale) / COCOMsDis (n scales): per scale [3x3 s2 conv, LeakyReLU(0.01)]
+                         x n_layer with doubling channels, 1x1 conv -> 1 logit map.
+Convolutions pad with zeros as torch does; IN has no affine terms. Initialization as the paper code: every conv
+weight N(0, 0.02) (`gaussian_weights_init`), biases keep torch's default U(+-1/sqrt(fan_in)).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from models.layers import ConvBlock, ConvTransposeBlock, GaussianBlurDownsample2D, ResBlock, initializers
+
+INIT = "gaussian_torch_bias"
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class Encoder(keras.Model):
+  """One domain's encoder front-end (`encode_A`): `[B, H, W, 3]` -> `[B, H / 2^(n_front-1), ..., ch 2^(n_front-1)]`."""
+
+  def __init__(self, ch: int = 64, n_front_blk: int = 3, n_res_blk: int = 3, **kwargs):
+    super().__init__(**kwargs)
+    self.ch, self.n_front_blk, self.n_res_blk = ch, n_front_blk, n_res_blk
+    blocks = [ConvBlock(ch, 7, 1, 3, "zero", "none", "leaky_relu", 0.01, init=INIT, name="conv_in")]
+    for i in range(1, n_front_blk):
+      ch *= 2
+      blocks.append(ConvBlock(ch, 3, 2, 1, "zero", "in", "relu", init=INIT, name=f"down{i}"))
+    blocks += [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_res_blk)]
+    self.blocks = blocks
+    self.output_dim = ch
+
+  def call(self, x, training=False):
+    for block in self.blocks:
+      x = block(x, training=training)
+    return x
+
+  def get_config(self):
+    return {**super().get_config(), "ch": self.ch, "n_front_blk": self.n_front_blk, "n_res_blk": self.n_res_blk}
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class SharedResBlocks(keras.Model):
+  """A stack of IN ResBlocks shared by both domains; with `noise=True` adds N(0, I) in training (z = mu + eps).
+
+  `[B, h, w, C]` -> `[B, h, w, C]` (enc_shared: noise=True, dec_shared: noise=False).
+  """
+
+  def __init__(self, n_blk: int = 1, noise: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.n_blk, self.noise = n_blk, noise
+    self.blocks = [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_blk)]
+    self.gaussian_noise = keras.layers.GaussianNoise(1.0, name="gaussian_noise") if noise else None
+
+  def call(self, x, training=False):
+    for block in self.blocks:
+      x = block(x, training=training)
+    if self.gaussian_noise is not None:
+      x = self.gaussian_noise(x, training=training)
+    return x
+
+  def get_config(self):
+    return {**super().get_config(), "n_blk": self.n_blk, "noise": self.noise}
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class Generator(keras.Model):
+  """One domain's decoder back-end (`decode_A`): `[B, h, w, C]` -> `[B, h 2^(n_front-1), ..., 3]` in [-1, 1], float32."""
+
+  def __init__(self, ch: int = 256, n_res_blk: int = 3, n_front_blk: int = 3, output_dim: int = 3, **kwargs):
+    super().__init__(**kwargs)
+    self.ch, self.n_res_blk, self.n_front_blk, self.output_dim = ch, n_res_blk, n_front_blk, output_dim
+    blocks = [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_res_blk)]
+    for i in range(n_front_blk - 1):
+      ch //= 2
+      blocks.append(ConvTransposeBlock(ch, 3, 2, 1, 1, "in", "relu", init=INIT, name=f"up{i}"))
+    blocks.append(ConvTransposeBlock(output_dim, 1, 1, 0, 0, "none", "tanh", init=INIT, name="conv_out"))
+    self.blocks = blocks
+
+  def call(self, x, training=False):
+    for block in self.blocks:
+      x = block(x, training=training)
+    return tf.cast(x, tf.float32)
+
+  def get_config(self):
+    return {**super().get_config(), "ch": self.ch, "n_res_blk": self.n_res_blk, "n_front_blk": self.n_front_blk,
+            "output_dim": self.output_dim}
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class Discriminator(keras.Model):
+  """One domain's discriminator: `[B, H, W, 3]` -> list of num_scales logit maps `[B, H / 2^n_layer / 2^s, ..., 1]`.
+
+  num_scales = 1 is COCODis; > 1 is COCOMsDis (scale s sees the input Gaussian-blurred and subsampled s times).
+  """
+
+  def __init__(self, ch: int = 64, n_layer: int = 6, num_scales: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.ch, self.n_layer, self.num_scales = ch, n_layer, num_scales
+    self.downsample = None if num_scales == 1 else GaussianBlurDownsample2D(name="downsample")
+    self.scales = []
+    for s in range(num_scales):
+      layers, channels = [], ch
+      for i in range(n_layer):
+        layers.append(ConvBlock(channels, 3, 2, 1, "zero", "none", "leaky_relu", 0.01, init=INIT,
+                                name=f"scale{s}_conv{i}"))
+        channels *= 2
+      kernel_init, bias_init = initializers(INIT, channels // 2)
+      layers.append(keras.layers.Conv2D(1, 1, kernel_initializer=kernel_init, bias_initializer=bias_init,
+                                        name=f"scale{s}_out"))
+      self.scales.append(layers)
+
+  def call(self, x, training=False):
+    outputs = []
+    for s, layers in enumerate(self.scales):
+      y = x
+      for layer in layers:
+        y = layer(y, training=training)
+      outputs.append(y)
+      if s + 1 < self.num_scales:
+        x = self.downsample(x)
+    return outputs
+
+  def get_config(self):
+    return {**super().get_config(), "ch": self.ch, "n_layer": self.n_layer, "num_scales": self.num_scales}

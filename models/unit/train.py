@@ -1,0 +1,91 @@
+"""UNIT training step and sample rows (mingyuliutw/UNIT version_02 cocogan_trainer.py `dis_update`, `gen_update`).
+
+Per-replica view, to run inside `strategy.run`; every loss is a per-example `[B]` tensor reduced with
+`tf.nn.compute_average_loss` over the global batch. As in the paper code, the KL terms are taken on the shared
+code as the generator sees it during training (z = mu + eps, the output of COCOResGen's enc_shared), and
+`kl_direct_link_w * (enc_loss + enc_loss)` over the concatenated a+b batch equals kl(z_a) + kl(z_b) per example.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from models import losses
+from models.optim import minimize
+
+
+def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size) -> dict:
+  """One UNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1]: discriminator update, then generator update.
+
+  Plan:
+    1. D: z_a, z_b = shared codes (with noise); x_ba = G_a(z_b), x_ab = G_b(z_a) as constants;
+       L_D = gan_w * (BCE_D(D_a(x_a), D_a(x_ba)) + BCE_D(D_b(x_b), D_b(x_ab))), summed over scales.
+    2. G: x_aa = G_a(z_a), x_ba = G_a(z_b), x_ab = G_b(z_a), x_bb = G_b(z_b); cycles
+       z_ba = E_a(x_ba), x_bab = G_b(z_ba); z_ab = E_b(x_ab), x_aba = G_a(z_ab);
+       L_G = gan_w (BCE_G(D_a(x_ba)) + BCE_G(D_b(x_ab))) + ll_direct_link_w (|x_aa - x_a| + |x_bb - x_b|)
+             + ll_cycle_link_w (|x_aba - x_a| + |x_bab - x_b|) + kl_direct_link_w (KL(z_a) + KL(z_b))
+             + kl_cycle_link_w (KL(z_ba) + KL(z_ab)),  KL(z) = mean(z^2).
+  Returns:
+    dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_ad_a`, ...).
+  """
+  cfg = model.config
+
+  def mean(per_example):
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+  # 1. Discriminator update (generator outputs are constants here).
+  x_ba = tf.stop_gradient(model.decode(model.encode(x_b, "b", training=True), "a", training=True))
+  x_ab = tf.stop_gradient(model.decode(model.encode(x_a, "a", training=True), "b", training=True))
+  with tf.GradientTape() as tape:
+    dis_loss_a = mean(losses.bce_discriminator_loss(model.dis_a(x_a, training=True),
+                                                    model.dis_a(x_ba, training=True)))
+    dis_loss_b = mean(losses.bce_discriminator_loss(model.dis_b(x_b, training=True),
+                                                    model.dis_b(x_ab, training=True)))
+    dis_total = cfg.gan_w * (dis_loss_a + dis_loss_b)
+    scaled = dis_optimizer.scale_loss(dis_total)
+  minimize(tape, scaled, dis_optimizer, model.discriminator_variables)
+
+  # 2. Generator update.
+  with tf.GradientTape() as tape:
+    z_a, z_b = model.encode(x_a, "a", training=True), model.encode(x_b, "b", training=True)
+    h_a, h_b = model.shared_decoder(z_a, training=True), model.shared_decoder(z_b, training=True)
+    x_aa, x_ba = model.generator_a(h_a, training=True), model.generator_a(h_b, training=True)
+    x_ab, x_bb = model.generator_b(h_a, training=True), model.generator_b(h_b, training=True)
+    z_ba, z_ab = model.encode(x_ba, "a", training=True), model.encode(x_ab, "b", training=True)
+    x_bab, x_aba = model.decode(z_ba, "b", training=True), model.decode(z_ab, "a", training=True)
+    terms = {
+        "gen_ad_a": mean(losses.bce_generator_loss(model.dis_a(x_ba, training=True))),
+        "gen_ad_b": mean(losses.bce_generator_loss(model.dis_b(x_ab, training=True))),
+        "gen_ll_a": mean(losses.l1_loss(x_aa, x_a)),
+        "gen_ll_b": mean(losses.l1_loss(x_bb, x_b)),
+        "gen_ll_aba": mean(losses.l1_loss(x_aba, x_a)),
+        "gen_ll_bab": mean(losses.l1_loss(x_bab, x_b)),
+        "gen_enc_a": mean(losses.kl_unit_gaussian_loss(z_a)),
+        "gen_enc_b": mean(losses.kl_unit_gaussian_loss(z_b)),
+        "gen_enc_bab": mean(losses.kl_unit_gaussian_loss(z_ba)),
+        "gen_enc_aba": mean(losses.kl_unit_gaussian_loss(z_ab)),
+    }
+    gen_total = (cfg.gan_w * (terms["gen_ad_a"] + terms["gen_ad_b"])
+                 + cfg.ll_direct_link_w * (terms["gen_ll_a"] + terms["gen_ll_b"])
+                 + cfg.ll_cycle_link_w * (terms["gen_ll_aba"] + terms["gen_ll_bab"])
+                 + cfg.kl_direct_link_w * (terms["gen_enc_a"] + terms["gen_enc_b"])
+                 + cfg.kl_cycle_link_w * (terms["gen_enc_bab"] + terms["gen_enc_aba"]))
+    scaled = gen_optimizer.scale_loss(gen_total)
+  minimize(tape, scaled, gen_optimizer, model.generator_variables)
+  return {"dis_total": dis_total, "dis_a": dis_loss_a, "dis_b": dis_loss_b, "gen_total": gen_total, **terms}
+
+
+def sample_rows(model, x_a, x_b) -> dict:
+  """Rows of UNIT's sample grid (`assemble_outputs`), each `[B, H, W, 3]` in [-1, 1], without latent noise.
+
+  x_a, x_aa (reconstruction), x_ab (translation), x_aba (cycle), then x_b, x_bb, x_ba, x_bab.
+  """
+  rows = {}
+  for src, tgt, x in (("a", "b", x_a), ("b", "a", x_b)):
+    z = model.encode(x, src)
+    x_translated = model.decode(z, tgt)
+    rows[f"x_{src}"] = tf.cast(x, tf.float32)
+    rows[f"x_{src}{src}"] = model.decode(z, src)
+    rows[f"x_{src}{tgt}"] = x_translated
+    rows[f"x_{src}{tgt}{src}"] = model.decode(model.encode(x_translated, tgt), src)
+  return rows
