@@ -17,7 +17,7 @@ stage's library module, its parameters (canonical JSON) and the fingerprints of 
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib.util
 import json
 import os
 from typing import Any, Callable, Mapping
@@ -73,15 +73,15 @@ def canonical_json(value: Any) -> str:
   return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def code_fingerprint(fn: Callable) -> str:
-  """SHA-256 of the source file that defines `fn` (a stage's library module), or of its qualified name."""
+def code_fingerprint(module: str) -> str:
+  """SHA-256 of the source file of the stage's library module (found without importing it), or of its name."""
   try:
-    source_file = inspect.getsourcefile(fn)
-  except TypeError:
-    source_file = None
-  if source_file and os.path.exists(source_file):
-    return _file_sha256(source_file)
-  return hashlib.sha256(f"{fn.__module__}.{fn.__qualname__}".encode()).hexdigest()
+    spec = importlib.util.find_spec(module)
+  except (ImportError, ValueError):
+    spec = None
+  if spec is not None and spec.origin and os.path.isfile(spec.origin):
+    return _file_sha256(spec.origin)
+  return hashlib.sha256(module.encode()).hexdigest()
 
 
 def execution_fingerprint(stage: str, code: str, parameters: Mapping[str, Any],

@@ -174,8 +174,7 @@ class _Runner:
     execution_id = None
     try:
       values, digests, records = self._resolve(stage)
-      run_fn = stage.executor()
-      code = fp.code_fingerprint(run_fn)
+      code = fp.code_fingerprint(stage.module)  # the module is imported only if the stage really runs
       parameters = to_jsonable(dict(stage.parameters))
       fingerprint = fp.execution_fingerprint(stage.name, code, parameters, digests)
       common = dict(fingerprint=fingerprint, code=code, parameters=parameters, inputs=records)
@@ -202,7 +201,7 @@ class _Runner:
                                   resumed_from=previous.id if previous else None)
       config = stage.build_config(values, output_dir)
       self.store.update_execution(execution_id, parameters={**parameters, "config": to_jsonable(config)})
-      result = run_fn(config)
+      result = stage.executor()(config)
       outputs = {**to_jsonable(result if result is not None else {}), "output_dir": output_dir}
       self.store.finish_execution(execution_id, lineage_lib.COMPLETE, outputs=outputs)
       self.done[stage.name] = self.store.execution(execution_id)
