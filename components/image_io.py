@@ -171,13 +171,14 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
   return image.convert("RGB")
 
 
-def prepare_image(data: bytes, *, load_size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+def prepare_image(data: bytes, *, load_size: int | None, max_pixels: int = DEFAULT_MAX_PIXELS,
                   background: tuple[int, int, int] = (255, 255, 255)) -> PreparedImage:
   """Decodes one source file's bytes into an RGB image with shorter side <= load_size (see module doc).
 
   Args:
     data: the whole file content.
-    load_size: target length of the shorter side (images already smaller are kept as they are).
+    load_size: target length of the shorter side (images already smaller are kept as they are); None keeps
+      every image at its source size.
     max_pixels: largest width*height accepted, checked from the header before any pixel is decoded.
     background: RGB colour transparent pixels are composited on.
 
@@ -196,7 +197,7 @@ def prepare_image(data: bytes, *, load_size: int, max_pixels: int = DEFAULT_MAX_
   animated = getattr(image, "n_frames", 1) > 1
   width, height = image.size
   try:
-    if source_format == "JPEG" and min(width, height) >= 2 * load_size:
+    if load_size is not None and source_format == "JPEG" and min(width, height) >= 2 * load_size:
       scale = load_size / min(width, height)
       image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
     image.load()  # the first frame only
@@ -212,7 +213,7 @@ def prepare_image(data: bytes, *, load_size: int, max_pixels: int = DEFAULT_MAX_
     if orientation in (5, 6, 7, 8):
       width, height = height, width
   rgb = _to_rgb(image, background)
-  if min(rgb.size) > load_size:  # never upscale; after draft the shorter side is in [load_size, 2*load_size)
+  if load_size is not None and min(rgb.size) > load_size:  # never upscale; after draft the shorter side is in [load_size, 2*load_size)
     rgb = rgb.resize(target_size(rgb.width, rgb.height, load_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
   pixels = np.asarray(rgb, dtype=np.uint8)
   return PreparedImage(pixels=pixels, source_format=source_format, source_mode=source_mode,
@@ -229,11 +230,10 @@ def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> 
   return buffer.getvalue()
 
 
-def decode_image(data: bytes) -> np.ndarray:
-  """PNG/JPEG/... bytes -> uint8 `[H, W, 3]` RGB at the source size (EXIF orientation applied, alpha on white)."""
-  image = Image.open(io.BytesIO(data))
-  image = ImageOps.exif_transpose(image)
-  return np.asarray(_to_rgb(image, (255, 255, 255)), dtype=np.uint8)
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+  """Any image file's bytes -> uint8 `[H, W, 3]` RGB at the source size (steps 1-5 of the module doc, no resize,
+  alpha on white). Raises ImageRejected when the bytes are not a decodable image."""
+  return prepare_image(data, load_size=None, max_pixels=max_pixels).pixels
 
 
 def _example_classes():

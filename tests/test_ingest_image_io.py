@@ -155,6 +155,15 @@ def test_pixel_bomb_is_rejected_from_the_header_before_decoding():
   assert Image.MAX_IMAGE_PIXELS == previous  # Pillow's global is restored
 
 
+def test_decode_image_keeps_the_source_size():
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  pixels = image_io.decode_image(_encode(Image.new("RGB", (700, 300), (0, 128, 255)), "JPEG", exif=exif.tobytes()))
+  assert pixels.shape == (700, 300, 3) and pixels.dtype == np.uint8
+  with pytest.raises(image_io.ImageRejected, match="not_an_image"):
+    image_io.decode_image(b"GIF? no")
+
+
 def test_background_parsing_and_bad_values():
   assert image_io.parse_background("white") == (255, 255, 255)
   assert image_io.parse_background("#0a0B0c") == (10, 11, 12)
