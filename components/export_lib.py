@@ -35,6 +35,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -368,6 +369,23 @@ def compare_outputs(name: str, got: dict, want: dict) -> dict:
   return diffs
 
 
+def verify(saved_model_dir: str, model, traits: dict, size: int) -> dict:
+  """Checks a SavedModel in a fresh TensorFlow-only process against the Keras `model` on `fixed_inputs`.
+
+  Returns signature name -> {output: max |difference|}; raises StageError when the signatures differ from
+  `expected_signatures(traits)` or an output differs beyond the tolerances.
+  """
+  inputs = fixed_inputs(traits, size)
+  report = run_in_fresh_process(saved_model_dir, inputs)
+  expected = expected_signatures(traits)
+  signatures = {name: {part: {k: (d, list(s)) for k, (d, s) in spec.items()} for part, spec in sig.items()}
+                for name, sig in report["signatures"].items()}
+  if signatures != expected:
+    raise StageError(f"the SavedModel's signatures differ from the contract:\n got {signatures}\n want {expected}")
+  return {name: compare_outputs(name, report["outputs"][name], keras_reference(model, traits, name, value))
+          for name, value in inputs.items()}
+
+
 def _read_json(path: str | None, what: str):
   """Parsed JSON file or None when no path is given; StageError when a given path is missing."""
   if not path:
@@ -408,14 +426,10 @@ def run(config: ExportConfig) -> ExportResult:
 
   differences = {}
   if config.verify:
-    report = run_in_fresh_process(config.output_dir, inputs)
-    signatures = {name: {part: {k: (d, list(s)) for k, (d, s) in spec.items()} for part, spec in sig.items()}
-                  for name, sig in report["signatures"].items()}
-    if signatures != expected:
-      raise StageError(f"the SavedModel's signatures differ from the contract:\n got {signatures}\n want "
-                       f"{expected}")
-    for name, value in inputs.items():
-      differences[name] = compare_outputs(name, report["outputs"][name],
-                                          keras_reference(model, traits, name, value))
+    try:
+      differences = verify(config.output_dir, model, traits, size)
+    except StageError as e:
+      shutil.rmtree(config.output_dir, ignore_errors=True)  # never leave a wrong model for later stages
+      raise StageError(f"{e}\n(the failed export in {config.output_dir} was deleted)") from e
   return ExportResult(path=config.output_dir, family=family.name, step=step, signatures=expected,
                       max_differences=differences)

@@ -8,8 +8,11 @@ initialisation (seeded), which is all the export/serving tests need.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 
 import keras
 import tensorflow as tf
@@ -29,3 +32,24 @@ def make_model_dir(path: str, family_name: str, step: int = 3, seed: int = 0, **
   with open(os.path.join(path, train_lib.CONFIG_FILE), "w") as f:
     json.dump({"family": family_name, "preset": "tiny", "model": config.to_dict(), "train": {}}, f)
   return path
+
+
+_ROOT = None
+_EXPORTS: dict = {}
+
+
+def exported(family_name: str, **overrides):
+  """(model_dir, ExportResult) of a verified export of the tiny model, made once per test process and shared by
+  the export, infra_validate and evaluate tests (an export with verification takes tens of seconds here)."""
+  global _ROOT
+  from components import export_lib  # pylint: disable=import-outside-toplevel
+  key = (family_name, tuple(sorted(overrides.items())))
+  if key not in _EXPORTS:
+    if _ROOT is None:
+      _ROOT = tempfile.mkdtemp(prefix="i2i_stage_models_")
+      atexit.register(shutil.rmtree, _ROOT, True)
+    name = "_".join([family_name] + [f"{k}{v}" for k, v in key[1]])
+    model_dir = make_model_dir(os.path.join(_ROOT, name, "model_dir"), family_name, **overrides)
+    result = export_lib.run(export_lib.ExportConfig(model_dir, os.path.join(_ROOT, name, "export")))
+    _EXPORTS[key] = (model_dir, result)
+  return _EXPORTS[key]
