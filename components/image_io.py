@@ -2,7 +2,7 @@
 
 Pure Pillow + numpy + protobuf: no TensorFlow import, so Beam workers start in well under a second.
 
-`prepare_image(data, ...)` turns the bytes of one source file into an 8-bit RGB image whose shorter side is at most
+`prepare_image(source, ...)` turns one source file (its bytes, or a binary file object read lazily) into an 8-bit RGB image whose shorter side is at most
 `load_size`:
   1. the content decides the format (never the file name); an empty file, non-image, truncated/corrupt file or
      an image with more than `max_pixels` pixels (checked from the header, BEFORE decoding, by Pillow's own
@@ -28,6 +28,7 @@ import io
 import math
 import threading
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -124,7 +125,7 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8
                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def _open(stream: BinaryIO, max_pixels: int) -> Image.Image:
   """Image.open (header only) with Pillow's decompression-bomb guard set to `max_pixels` and made to raise.
 
   Pillow checks width*height from the header inside Image.open, before any pixel is decoded.
@@ -135,13 +136,15 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
       warnings.simplefilter("error", Image.DecompressionBombWarning)
       Image.MAX_IMAGE_PIXELS = max_pixels
       try:
-        return Image.open(io.BytesIO(data))
+        return Image.open(stream)
       finally:
         Image.MAX_IMAGE_PIXELS = previous
   except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
     raise ImageRejected("too_many_pixels", f"--max_pixels={max_pixels}; Pillow: {e}") from None
   except Image.UnidentifiedImageError:
-    signature = next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+    stream.seek(0)
+    head = stream.read(16)
+    signature = next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
     if signature:
       raise ImageRejected("corrupt", f"starts like a {signature} file but its header cannot be read "
                                      f"(truncated or damaged)") from None
@@ -171,12 +174,13 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
   return image.convert("RGB")
 
 
-def prepare_image(data: bytes, *, load_size: int | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+def prepare_image(source: bytes | BinaryIO, *, load_size: int | None, max_pixels: int = DEFAULT_MAX_PIXELS,
                   background: tuple[int, int, int] = (255, 255, 255)) -> PreparedImage:
   """Decodes one source file's bytes into an RGB image with shorter side <= load_size (see module doc).
 
   Args:
-    data: the whole file content.
+    source: the whole file content, or a seekable binary file object (read only as far as decoding needs,
+      so a huge non-image costs no memory; it must stay open until this returns).
     load_size: target length of the shorter side (images already smaller are kept as they are); None keeps
       every image at its source size.
     max_pixels: largest width*height accepted, checked from the header before any pixel is decoded.
@@ -188,11 +192,13 @@ def prepare_image(data: bytes, *, load_size: int | None, max_pixels: int = DEFAU
   Raises:
     ImageRejected: the bytes cannot become an image (reason code in `.reason`).
   """
-  if not data:
+  stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+  if not stream.read(1):
     raise ImageRejected("empty_file")
+  stream.seek(0)
   if ImageFile.LOAD_TRUNCATED_IMAGES:
     raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; ingest must see truncated files")
-  image = _open(data, max_pixels)
+  image = _open(stream, max_pixels)
   source_format = image.format or "unknown"
   animated = getattr(image, "n_frames", 1) > 1
   width, height = image.size
@@ -230,7 +236,7 @@ def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> 
   return buffer.getvalue()
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
   """Any image file's bytes -> uint8 `[H, W, 3]` RGB at the source size (steps 1-5 of the module doc, no resize,
   alpha on white). Raises ImageRejected when the bytes are not a decodable image."""
   return prepare_image(data, load_size=None, max_pixels=max_pixels).pixels

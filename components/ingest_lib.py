@@ -231,16 +231,16 @@ class PrepareImageFn(beam.DoFn):
         yield self._reject(source, "unreadable", "not a regular file (FIFO, socket or device)")
         return
       with open(path, "rb") as f:
-        data = f.read()
-    except OSError as e:
-      yield self._reject(source, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
-      return
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-      image = image_io.prepare_image(data, load_size=self._config.load_size, max_pixels=self._config.max_pixels,
-                                     background=self._config.background)
+        sha = hashlib.file_digest(f, "sha256").hexdigest()  # streamed: memory does not grow with file size
+        source_bytes = f.tell()
+        f.seek(0)
+        image = image_io.prepare_image(f, load_size=self._config.load_size, max_pixels=self._config.max_pixels,
+                                       background=self._config.background)
     except image_io.ImageRejected as e:
       yield self._reject(source, e.reason, e.detail)
+      return
+    except OSError as e:
+      yield self._reject(source, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
       return
     split = source.split or ("test" if hash_fraction(sha) < self._config.test_fraction else "train")
     pixels = image.pixels
@@ -249,7 +249,7 @@ class PrepareImageFn(beam.DoFn):
         "split": split, "filename": source.relpath, "source_id": source.source_id, "sha256": sha,
         "png": image_io.encode_png(pixels, self._config.png_compress_level),
         "height": int(pixels.shape[0]), "width": int(pixels.shape[1]),
-        "source_bytes": len(data), "source_format": image.source_format, "source_mode": image.source_mode,
+        "source_bytes": source_bytes, "source_format": image.source_format, "source_mode": image.source_mode,
         "animated": image.animated, "exif_rotated": image.exif_rotated,
         "channel_sum": [int(h @ _LEVELS) for h in histogram],
         "channel_sumsq": [int(h @ _LEVELS_SQUARED) for h in histogram],
