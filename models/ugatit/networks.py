@@ -220,7 +220,7 @@ class Generator(keras.Model):
   def call(self, x, training=None):
     self._check_size(x.shape)
     x = tf.cast(x, self.compute_dtype)
-    if not self.light:
+    if not self.light and None in tuple(x.shape[1:3]):  # static sizes were checked above
       size = tf.shape(x)[1:3]
       tf.debugging.assert_equal(
           size, tf.constant([self.image_size, self.image_size]),
