@@ -36,8 +36,9 @@ def _scales(outputs: Outputs) -> list[tf.Tensor]:
 
 def _check_pair(a: tf.Tensor, b: tf.Tensor, what: str):
   """Raises ValueError when two tensors compared element-wise have different static shapes."""
-  if a.shape.is_fully_defined() and b.shape.is_fully_defined() and a.shape != b.shape:
-    raise ValueError(f"{what}: shapes differ, {a.shape} vs {b.shape}; pass tensors of the same shape.")
+  shape_a, shape_b = tf.TensorShape(a.shape), tf.TensorShape(b.shape)
+  if shape_a.is_fully_defined() and shape_b.is_fully_defined() and shape_a != shape_b:
+    raise ValueError(f"{what}: shapes differ, {shape_a} vs {shape_b}; pass tensors of the same shape.")
 
 
 def lsgan_discriminator_loss(real_outputs: Outputs, fake_outputs: Outputs) -> tf.Tensor:

@@ -1,0 +1,228 @@
+"""Tests of the shared layers in models/layers (padding, normalization, pooling, blocks).
+
+Golden values are computed here in numpy from the formulas of the reference code (NVlabs/MUNIT networks.py,
+mingyuliutw/UNIT version_02 common_net.py, torch semantics of ReflectionPad2d / AvgPool2d / ConvTranspose2d),
+never from another implementation.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import layers as L
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def mixed_precision():
+  """Runs a test under the mixed_float16 global policy and restores float32 afterwards."""
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _roundtrip(layer):
+  """Returns a layer rebuilt from its serialized config (registered "i2i" class)."""
+  return keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+
+
+def _np_instance_norm(x, eps=1e-5):
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  var = x.var(axis=(1, 2), keepdims=True)
+  return (x - mean) / np.sqrt(var + eps)
+
+
+# ReflectionPadding2D ---------------------------------------------------------------------------------------------
+
+def test_reflection_padding_golden_and_config():
+  x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+  y = L.ReflectionPadding2D((1, 2))(x)[0, :, :, 0].numpy()
+  # torch ReflectionPad2d: mirror without repeating the border.
+  expected = np.array([[5, 4, 3, 4, 5, 4, 3],
+                       [2, 1, 0, 1, 2, 1, 0],
+                       [5, 4, 3, 4, 5, 4, 3],
+                       [8, 7, 6, 7, 8, 7, 6],
+                       [5, 4, 3, 4, 5, 4, 3]], np.float32)
+  np.testing.assert_array_equal(y, expected)
+  assert _roundtrip(L.ReflectionPadding2D(3)).padding == (3, 3)
+
+
+def test_reflection_padding_rejects_padding_not_smaller_than_input():
+  with pytest.raises(ValueError, match="smaller than the height 3"):
+    L.ReflectionPadding2D(3)(np.zeros([1, 3, 8, 1], np.float32))
+  with pytest.raises(ValueError, match="non-negative"):
+    L.ReflectionPadding2D(-1)
+
+
+# AdaIN -------------------------------------------------------------------------------------------------------------
+
+def test_adain_golden():
+  x = RNG.normal(2.0, 3.0, size=(2, 4, 5, 3)).astype(np.float32)
+  gamma = RNG.normal(size=(2, 3)).astype(np.float32)
+  beta = RNG.normal(size=(2, 3)).astype(np.float32)
+  y = L.AdaIN()([x, gamma, beta]).numpy()
+  # y = gamma * (x - mu) / sqrt(var + 1e-5) + beta, biased var per sample and channel over H, W.
+  expected = _np_instance_norm(x) * gamma[:, None, None, :] + beta[:, None, None, :]
+  np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_adain_eps_inside_sqrt_on_constant_input():
+  x = np.full([1, 2, 2, 1], 7.0, np.float32)
+  y = L.AdaIN(epsilon=1e-5)([x, np.ones([1, 1], np.float32), np.full([1, 1], 0.5, np.float32)]).numpy()
+  np.testing.assert_allclose(y, 0.5)  # (x - mu) = 0 whatever eps is; output = beta
+
+
+def test_adain_rejects_mismatched_gamma():
+  with pytest.raises(ValueError, match=r"gamma must be \[B, 3\]"):
+    L.AdaIN()([np.zeros([1, 2, 2, 3], np.float32), np.zeros([1, 4], np.float32), np.zeros([1, 3], np.float32)])
+  assert _roundtrip(L.AdaIN(epsilon=1e-3)).epsilon == 1e-3
+
+
+def test_adain_statistics_in_float32_under_mixed_precision(mixed_precision):
+  # Values of ~1000 overflow a float16 variance (1e6 > 65504); float32 statistics keep the result exact.
+  x = (RNG.normal(size=(1, 4, 4, 2)) * 1000.0).astype(np.float32)
+  y = L.AdaIN()([tf.cast(x, tf.float16), np.ones([1, 2], np.float32), np.zeros([1, 2], np.float32)])
+  assert y.dtype == tf.float16
+  expected = _np_instance_norm(x.astype(np.float16).astype(np.float32))
+  np.testing.assert_allclose(y.numpy().astype(np.float32), expected, atol=5e-3)
+
+
+# MUNIT LayerNorm ---------------------------------------------------------------------------------------------------
+
+def test_munit_layer_norm_golden_unbiased_std_eps_outside():
+  x = RNG.normal(1.0, 2.0, size=(3, 4, 4, 5)).astype(np.float32)
+  layer = L.MUNITLayerNorm()
+  y = layer(x).numpy()
+  gamma, beta = layer.gamma.numpy(), layer.beta.numpy()
+  assert np.all((gamma >= 0) & (gamma < 1)) and np.all(beta == 0)  # gamma ~ U[0, 1), beta = 0
+  flat = x.reshape(3, -1)
+  mean = flat.mean(1)[:, None, None, None]
+  std = flat.std(1, ddof=1)[:, None, None, None]  # torch .std() is unbiased
+  expected = (x - mean) / (std + 1e-5) * gamma + beta
+  np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_munit_layer_norm_eps_is_outside_the_sqrt():
+  # Two values +-d: unbiased std = d * sqrt(2); with eps outside: d / (d sqrt(2) + eps).
+  d = 1e-3
+  x = np.array([d, -d], np.float32).reshape(1, 1, 2, 1)
+  layer = L.MUNITLayerNorm(epsilon=1e-3, affine=False)
+  np.testing.assert_allclose(layer(x).numpy().ravel(), [d / (d * np.sqrt(2) + 1e-3), -d / (d * np.sqrt(2) + 1e-3)],
+                             rtol=1e-5)
+  assert _roundtrip(layer).get_config()["affine"] is False
+
+
+# Instance norm -----------------------------------------------------------------------------------------------------
+
+def test_instance_norm_is_group_norm_with_one_group_per_channel():
+  x = RNG.normal(size=(2, 5, 6, 4)).astype(np.float32)
+  norm = L.instance_norm(affine=False)
+  np.testing.assert_allclose(norm(x).numpy(), _np_instance_norm(x), rtol=1e-4, atol=1e-5)
+  assert not norm.weights  # torch nn.InstanceNorm2d default: no affine terms
+  affine = L.instance_norm(affine=True)
+  affine(x)
+  assert len(affine.trainable_weights) == 2
+
+
+# Pooling -----------------------------------------------------------------------------------------------------------
+
+def test_average_pooling_excludes_padding_from_the_count():
+  x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+  y = L.AveragePooling2DExcludePad(3, 2, 1)(x)[0, :, :, 0].numpy()
+  g = x[0, :, :, 0]
+  # torch AvgPool2d(3, 2, padding=1, count_include_pad=False): windows start at -1, padded zeros not counted.
+  expected = np.array([[g[0:2, 0:2].mean(), g[0:2, 1:4].mean()],
+                       [g[1:4, 0:2].mean(), g[1:4, 1:4].mean()]])
+  np.testing.assert_allclose(y, expected, rtol=1e-6)
+  assert L.AveragePooling2DExcludePad()(np.zeros([1, 5, 7, 1], np.float32)).shape == (1, 3, 4, 1)
+
+
+def test_gaussian_blur_downsample_golden():
+  x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+  y = L.GaussianBlurDownsample2D()(x)[0, :, :, 0].numpy()
+  k = np.array([0.25, 0.5, 0.25])
+  padded = np.pad(x[0, :, :, 0], 1, mode="edge")  # replicate padding
+  blurred = np.array([[np.sum(np.outer(k, k) * padded[i:i + 3, j:j + 3]) for j in range(4)] for i in range(4)])
+  np.testing.assert_allclose(y, blurred[::2, ::2], rtol=1e-6)
+
+
+# Blocks ------------------------------------------------------------------------------------------------------------
+
+def test_conv_transpose_block_matches_torch_cropping():
+  # torch ConvTranspose2d(k=3, s=2, padding=1, output_padding=1) on [[1, 2], [3, 4]] with an all-ones kernel:
+  # scatter-add the full (H - 1) * 2 + 3 = 5 output, then keep rows/cols 1..4.
+  block = L.ConvTransposeBlock(1, 3, 2, 1, 1, norm="none", activation="none")
+  x = np.array([[1, 2], [3, 4]], np.float32).reshape(1, 2, 2, 1)
+  block(x)
+  block.conv.kernel.assign(np.ones([3, 3, 1, 1], np.float32))
+  block.conv.bias.assign([0.0])
+  full = np.zeros([5, 5], np.float32)
+  for i in range(2):
+    for j in range(2):
+      full[2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[0, i, j, 0]
+  np.testing.assert_allclose(block(x)[0, :, :, 0].numpy(), full[1:5, 1:5])
+
+
+def test_conv_block_shapes_and_config():
+  x = np.zeros([2, 16, 12, 3], np.float32)
+  block = L.ConvBlock(8, 4, 2, 1, "reflect", "in", "relu")
+  assert block(x).shape == (2, 8, 6, 8)
+  assert L.ConvBlock(8, 3, 2, 1, "zero", "none", "leaky_relu", 0.01)(x).shape == (2, 8, 6, 8)
+  assert L.ConvBlock(4, 7, 1, 3, "reflect", "ln", "tanh")(x).shape == (2, 16, 12, 4)
+  clone = _roundtrip(block)
+  assert clone.get_config() == block.get_config()
+  with pytest.raises(ValueError, match="Unknown norm 'bn'"):
+    L.ConvBlock(8, 3, norm="bn")
+
+
+def test_initializers_follow_the_references():
+  kaiming, zeros = L.initializers("kaiming", 0)
+  w = kaiming((3, 3, 256, 256)).numpy()
+  assert abs(w.std() - np.sqrt(2.0 / (9 * 256))) < 0.02 * np.sqrt(2.0 / (9 * 256))
+  assert np.abs(w).max() > 2.5 * w.std()  # untruncated normal, like torch kaiming_normal_
+  assert np.all(zeros((4,)).numpy() == 0)
+  gaussian, _ = L.initializers("gaussian", 0)
+  assert abs(gaussian((3, 3, 128, 128)).numpy().std() - 0.02) < 5e-4
+  _, torch_bias = L.initializers("gaussian_torch_bias", 16)
+  b = torch_bias((4096,)).numpy()
+  assert b.min() >= -0.25 and b.max() <= 0.25 and b.max() > 0.24  # U(-1/sqrt(16), 1/sqrt(16))
+  with pytest.raises(ValueError, match="Unknown init"):
+    L.initializers("xavier", 1)
+
+
+def test_res_block_is_identity_plus_residual():
+  x = RNG.normal(size=(1, 6, 6, 4)).astype(np.float32)
+  block = L.ResBlock("zero")
+  block(x)
+  for conv in (block.block2.conv,):
+    conv.kernel.assign(np.zeros_like(conv.kernel.numpy()))
+  # With the second conv zeroed its output is constant per channel, which instance norm maps to 0.
+  np.testing.assert_allclose(block(x).numpy(), x, atol=1e-5)
+
+
+def test_adain_res_block_consumes_params_as_beta1_gamma1_beta2_gamma2():
+  x = RNG.normal(size=(2, 5, 5, 3)).astype(np.float32)
+  beta1, beta2 = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3))
+  params = np.concatenate([beta1, np.zeros([2, 3]), beta2, np.zeros([2, 3])], axis=1).astype(np.float32)
+  # gamma2 = 0: the second AdaIN outputs beta2 everywhere, so the block returns x + beta2.
+  y = L.AdaINResBlock()([x, params]).numpy()
+  np.testing.assert_allclose(y, x + beta2[:, None, None, :], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match=r"adain_params of shape \[B, 12\]"):
+    L.AdaINResBlock()([x, params[:, :8]])
+
+
+def test_layers_run_under_mixed_precision(mixed_precision):
+  x = tf.constant(RNG.normal(size=(1, 8, 8, 4)), tf.float32)
+  for layer in (L.ConvBlock(4, 3, 1, 1, norm="ln"), L.ConvBlock(4, 3, 1, 1, norm="in"), L.ResBlock(),
+                L.ConvTransposeBlock(4, 3, 2, 1, 1), L.AveragePooling2DExcludePad(), L.GaussianBlurDownsample2D()):
+    y = layer(x)
+    assert y.dtype == tf.float16, layer
+    assert np.all(np.isfinite(y.numpy().astype(np.float32)))
+  y = L.AdaINResBlock()([x, tf.ones([1, 16])])
+  assert y.dtype == tf.float16
