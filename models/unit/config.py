@@ -16,14 +16,6 @@ import dataclasses
 from models.configs import ConfigMixin
 
 
-def discriminator_fits(image_size: int, n_layer: int, num_scales: int) -> bool:
-  """True when the smallest scale still has at least one pixel after n_layer stride-2 convs."""
-  size = image_size
-  for _ in range(num_scales - 1):
-    size = (size + 1) // 2
-  return size >= 2 ** (n_layer - 1)
-
-
 @dataclasses.dataclass(frozen=True)
 class UNITConfig(ConfigMixin):
   """Architecture, loss weights and optimizer of UNIT (Liu et al., NIPS 2017), paper code (version_02).
@@ -86,9 +78,6 @@ class UNITConfig(ConfigMixin):
     if self.image_size % self.size_multiple:
       raise ValueError(f"UNITConfig.image_size must be a multiple of {self.size_multiple} "
                        f"(2 ** (n_enc_front_blk - 1)), got {self.image_size}.")
-    if not discriminator_fits(self.image_size, self.dis_n_layer, self.dis_num_scales):
-      raise ValueError(f"UNITConfig: dis_n_layer={self.dis_n_layer} with dis_num_scales={self.dis_num_scales} "
-                       f"needs a larger image_size than {self.image_size}; lower them or raise image_size.")
 
   @property
   def size_multiple(self) -> int:

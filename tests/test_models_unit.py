@@ -1,0 +1,155 @@
+"""Tests of the UNIT family (paper version, mingyuliutw/UNIT branch version_02): parameter counts against the
+official code, shared layers, Gaussian latent, translation API, .keras round trips, mixed precision, one step.
+
+Official parameter counts: version_02 src/trainers/cocogan_nets.py (+ common_net.py, init.py) exported with
+`git show` into /tmp and instantiated with CPU PyTorch outside this project, with the gen/dis sections of
+exps/unit/cat2tiger.yaml (COCOResGen ch 64, 3/3/1/1/3/3 blocks; COCODis ch 64, n_layer 6), sum of p.numel():
+  COCOResGen 18,017,286 = 2 x encode_A 3,918,976 + enc_shared 1,180,160 + dec_shared 1,180,160
+                          + 2 x decode_A 3,909,507
+  COCODis 50,298,114 = 2 x model_A 25,149,057
+Output shapes there at 216 px: shared code [2, 256, 54, 54], x_ab [1, 3, 216, 216], model_A(x) [1, 1, 4, 4].
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models
+from models.unit import FAMILY, UNITConfig, UNITModel
+from models.unit.networks import Discriminator, Encoder, Generator
+
+OFFICIAL = {"encoder": 3_918_976, "shared_encoder": 1_180_160, "shared_decoder": 1_180_160,
+            "generator": 3_909_507, "gen_total": 18_017_286, "dis": 25_149_057}
+
+
+def _count(net) -> int:
+  return int(sum(np.prod(v.shape) for v in net.weights))
+
+
+def _images(batch=2, size=32, seed=0):
+  return tf.random.stateless_uniform([batch, size, size, 3], seed=[seed, 2], minval=-1.0, maxval=1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """A tiny UNIT model (32x32) shared by the read-only tests."""
+  return FAMILY.build_model(FAMILY.presets["tiny"])
+
+
+def test_paper_parameter_counts_equal_the_official_implementation():
+  model = UNITModel(FAMILY.presets["paper"])
+  model.build_all(64)  # parameter counts do not depend on the image size (216 in cat2tiger)
+  assert _count(model.encoder_a) == _count(model.encoder_b) == OFFICIAL["encoder"]
+  assert _count(model.shared_encoder) == OFFICIAL["shared_encoder"]
+  assert _count(model.shared_decoder) == OFFICIAL["shared_decoder"]
+  assert _count(model.generator_a) == _count(model.generator_b) == OFFICIAL["generator"]
+  assert sum(int(np.prod(v.shape)) for v in model.generator_variables) == OFFICIAL["gen_total"]
+  assert _count(model.dis_a) == _count(model.dis_b) == OFFICIAL["dis"]
+  z = model.encode(tf.zeros([1, 64, 64, 3]), "a")
+  assert z.shape == (1, 16, 16, 256)
+  assert model.dis_a(tf.zeros([1, 64, 64, 3]))[0].shape == (1, 1, 1, 1)
+
+
+def test_shared_layers_are_one_network_used_by_both_domains(tiny):
+  shared = {id(v) for v in tiny.shared_encoder.weights + tiny.shared_decoder.weights}
+  gen_ids = [id(v) for v in tiny.generator_variables]
+  assert len(gen_ids) == len(set(gen_ids))  # no variable listed twice
+  assert shared <= set(gen_ids)
+  x = _images(1)
+  # Both directions go through the same shared decoder: a2b == generator_b(shared_decoder(shared_encoder(E_a(x)))).
+  expected = tiny.generator_b(tiny.shared_decoder(tiny.shared_encoder(tiny.encoder_a(x))))
+  np.testing.assert_array_equal(tiny.translate(x, "a2b")["images"].numpy(), expected.numpy())
+
+
+def test_gaussian_latent_noise_only_in_training(tiny):
+  x = _images(2)
+  mu = tiny.encode(x, "a")
+  np.testing.assert_array_equal(mu.numpy(), tiny.encode(x, "a").numpy())
+  z = tiny.encode(x, "a", training=True)
+  eps = (z - mu).numpy()
+  assert abs(eps.std() - 1.0) < 0.1 and abs(eps.mean()) < 0.1  # z = mu + N(0, I)
+
+
+def test_translate_api_and_sample_rows(tiny):
+  x = _images(2, 44)
+  assert tiny.size_multiple == 4
+  out = tiny.translate(x, "b2a")
+  assert set(out) == {"images"} and out["images"].shape == (2, 44, 44, 3) and out["images"].dtype == tf.float32
+  with pytest.raises(ValueError, match="takes no style"):
+    tiny.translate(x, "a2b", style=tf.zeros([2, 8]))
+  rows = FAMILY.sample_rows(tiny, _images(2), _images(2, seed=1))
+  assert list(rows) == ["x_a", "x_aa", "x_ab", "x_aba", "x_b", "x_bb", "x_ba", "x_bab"]
+  assert all(v.shape == (2, 32, 32, 3) for v in rows.values())
+
+
+def test_multi_scale_discriminator_option():
+  dis = Discriminator(ch=4, n_layer=3, num_scales=3)
+  outs = dis(_images(1, 64))
+  assert [o.shape for o in outs] == [(1, 8, 8, 1), (1, 4, 4, 1), (1, 2, 2, 1)]
+  single = Discriminator(ch=4, n_layer=3, num_scales=1)
+  single(_images(1, 64))
+  assert _count(dis) == 3 * _count(single)  # COCOMsDis: one COCODis-like net per scale
+
+
+@pytest.mark.parametrize("net_fn,size", [
+    (lambda: Encoder(ch=4, n_front_blk=3, n_res_blk=1), 32),
+    (lambda: Generator(ch=16, n_res_blk=1, n_front_blk=3), 8),
+    (lambda: Discriminator(ch=4, n_layer=3, num_scales=2), 32),
+])
+def test_keras_save_load_round_trip(tmp_path, net_fn, size):
+  net = net_fn()
+  channels = 16 if size == 8 else 3
+  x = tf.random.stateless_normal([2, size, size, channels], seed=[1, 2])
+  before = net(x)
+  path = str(tmp_path / "net.keras")
+  net.save(path)
+  after = keras.saving.load_model(path)(x)
+  for b, a in zip(tf.nest.flatten(before), tf.nest.flatten(after)):
+    np.testing.assert_array_equal(b.numpy(), a.numpy())
+
+
+def test_networks_run_under_mixed_float16():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    model = FAMILY.build_model(FAMILY.presets["tiny"])
+    x = _images(1)
+    assert model.encode(x, "a").dtype == tf.float16
+    out = model.translate(x, "a2b")["images"]
+    assert out.dtype == tf.float32 and np.all(np.isfinite(out.numpy()))
+    assert np.all(np.isfinite(model.dis_a(x)[0].numpy().astype(np.float32)))
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_one_train_step_changes_every_variable_and_keeps_losses_finite():
+  config = FAMILY.presets["tiny"]
+  model = FAMILY.build_model(config)
+  gen_opt, dis_opt = FAMILY.build_optimizers(config)
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  out = FAMILY.train_step(model, gen_opt, dis_opt, _images(2), _images(2, seed=1), 2)
+  assert set(out) == {"dis_total", "dis_a", "dis_b", "gen_total", "gen_ad_a", "gen_ad_b", "gen_ll_a", "gen_ll_b",
+                      "gen_ll_aba", "gen_ll_bab", "gen_enc_a", "gen_enc_b", "gen_enc_bab", "gen_enc_aba"}
+  assert all(np.isfinite(float(v)) for v in out.values())
+  weighted = (10 * (out["gen_ad_a"] + out["gen_ad_b"]) + 100 * (out["gen_ll_a"] + out["gen_ll_b"])
+              + 100 * (out["gen_ll_aba"] + out["gen_ll_bab"]) + 0.1 * (out["gen_enc_a"] + out["gen_enc_b"])
+              + 0.1 * (out["gen_enc_bab"] + out["gen_enc_aba"]))
+  assert float(out["gen_total"]) == pytest.approx(float(weighted), rel=1e-5)
+  assert float(out["dis_total"]) == pytest.approx(10 * float(out["dis_a"] + out["dis_b"]), rel=1e-5)
+  unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
+  assert not unchanged
+
+
+def test_config_validation_and_family_record():
+  assert FAMILY.name == "unit" and models.get_family("unit") is FAMILY
+  paper = FAMILY.presets["paper"]
+  assert (paper.gan_w, paper.ll_direct_link_w, paper.kl_direct_link_w, paper.ll_cycle_link_w,
+          paper.kl_cycle_link_w, paper.image_size, paper.lr_policy) == (10, 100, 0.1, 100, 0.1, 216, "constant")
+  assert UNITConfig.from_dict(paper.to_dict()) == paper
+  with pytest.raises(ValueError, match="multiple of 4"):
+    UNITConfig(image_size=30)
+  with pytest.raises(ValueError, match="n_gen_front_blk .2. must be equal"):
+    UNITConfig(n_gen_front_blk=2)
+  assert UNITConfig(image_size=32, dis_n_layer=6).dis_n_layer == 6  # zero-padded s2 convs end at 1x1
