@@ -216,7 +216,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
             {"model_dir": model_dir, "stats_path": Output("ingest", "stats_path")}, "output_dir",
             {"model_name": model_name, **options["export"]}),
       stage("infra_validate", "components.infra_validate_lib", "InfraValidateConfig",
-            {"saved_model_dir": saved_model}, "output_dir", options["infra_validate"]),
+            {"model_dir": saved_model}, "output_dir", {"model_name": model_name, **options["infra_validate"]}),
       stage("push", "components.push_lib", "PushConfig",
             {"model_dir": saved_model, "evaluation_dir": Output("evaluate", "output_dir"),
              "infra_validation_dir": Output("infra_validate", "output_dir")}, None,
