@@ -9,23 +9,29 @@ testB: the given split is kept). Outputs under `output_dir` (DESIGN.md, stage 1)
                   the 0..255 scale
   rejected.jsonl  one {"path", "domain", "reason", "message", "detail", "source_id"} per input that was not stored
 
-The Beam graph uses only portable transforms (Create, Reshuffle, ParDo, CombinePerKey, GroupByKey, side
-inputs), so any runner works (`--runner`, DirectRunner `--direct_running_mode=multi_processing
+The Beam graph uses only portable transforms (Create, Reshuffle, ParDo, CombinePerKey, GroupByKey, Flatten,
+side inputs), so any runner works (`--runner`, DirectRunner `--direct_running_mode=multi_processing
 --direct_num_workers=N`, Flink, Spark, Dataflow options are passed through untouched):
 
-  Create(file list) -> Reshuffle -> ParDo(read, hash, decode, convert, resize, PNG-encode)
-                                      --rejected--> GroupByKey(domain) -> ParDo(write sorted JSON lines)
-    -> CombinePerKey((domain, sha256) -> one kept copy + duplicate count)
-    -> ParDo(tf.train.Example) -> shard = hash % ceil(count / records_per_shard)   [count: CombinePerKey side input]
-    -> GroupByKey(shard) -> ParDo(sort by filename, write one GZIP TFRecord shard)
-    -> CombinePerKey(stats per domain/split) -> GroupByKey -> ParDo(write JSON lines)
-After the pipeline the library merges the small stats and rejected outputs into stats.json / rejected.jsonl and
-writes empty shards for shard indices (or splits) that received no record, so readers always find the files.
+  Create(file list) -> Reshuffle -> ParDo(stream sha256; split)                 --rejected (unreadable)--+
+    -> CombinePerKey((domain, sha256) -> the identical copies, kept one first)  [small: paths only]      |
+    -> ParDo(decode, convert, resize, PNG, tf.train.Example of the kept copy)   --rejected (bad image)---+
+         shard = sha256 % ceil(candidates / records_per_shard)   [candidates per split: side input]      |
+    -> GroupByKey(shard) -> ParDo(sort by filename, write one GZIP TFRecord shard)                       |
+  stats items -> CombinePerKey(stats per domain/split) ---------+--> Flatten -> GroupByKey(file) -> ParDo(write
+  candidates per split ----------------------------------------+      sorted JSON lines) <-------------------+
+After the pipeline the library merges those small files into stats.json / rejected.jsonl and writes empty shards
+for shard indices (or splits) that received no record, so readers always find every file.
 
-Determinism: shard assignment, order inside a shard (filename), PNG and gzip encoding (mtime 0) and Example
-serialisation (sorted map keys) depend only on the inputs and the config, so two runs give byte-identical shards
-whatever the runner or the number of workers. Memory: workers hold one image at a time, the dedup combiner one
-image per key, the shard writer one shard (<= records_per_shard PNGs); the launcher holds only the file list.
+Deduplicating on the hash before decoding means identical files are decoded once, and the encoded images cross
+a process boundary only once (into the shard writer). When the kept copy is not a usable image, every identical
+copy is rejected with the same reason (none is hidden as a "duplicate").
+
+Determinism: the split, shard assignment, order inside a shard (filename), PNG and gzip encoding (mtime 0) and
+Example serialisation (sorted map keys) depend only on the inputs and the config, so two runs give byte-identical
+shards whatever the runner or the number of workers. Memory: a worker holds one image at a time (files are
+hashed and decoded as streams), the dedup combiner only paths, the shard writer one shard (<= about
+records_per_shard PNGs); the launcher holds only the file list.
 Input folders must be readable by the workers (local disk or a shared mount).
 """
 
@@ -210,95 +216,62 @@ def hash_fraction(sha256_hex: str) -> float:
   return int(sha256_hex[:16], 16) / 2.0**64
 
 
-class PrepareImageFn(beam.DoFn):
-  """SourceFile -> ((domain, sha256), candidate dict) or, tagged "rejected", a rejected.jsonl row."""
+def _rejection(copy: dict, reason: str, detail: str = "") -> beam.pvalue.TaggedOutput:
+  """A rejected.jsonl row for one listed file (`copy`: a HashFileFn output value), tagged "rejected"."""
+  return beam.pvalue.TaggedOutput("rejected", {
+      "path": copy["path"], "domain": copy["domain"], "source_id": copy["source_id"], "reason": reason,
+      "message": image_io.REASONS[reason], "detail": detail})
 
-  def __init__(self, config: IngestConfig):
-    self._config = config
 
-  def _reject(self, source: SourceFile, reason: str, detail: str = ""):
-    return beam.pvalue.TaggedOutput("rejected", {
-        "path": source.path, "domain": source.domain, "source_id": source.source_id, "reason": reason,
-        "message": image_io.REASONS[reason], "detail": detail})
+class HashFileFn(beam.DoFn):
+  """SourceFile -> ((domain, sha256 of the bytes), copy dict), or a rejection when the file cannot be read.
+
+  The hash is streamed (memory does not grow with the file size) and decides the split in folder mode.
+  """
+
+  def __init__(self, test_fraction: float):
+    self._test_fraction = test_fraction
 
   def process(self, source: SourceFile):
     path = source.path
+    copy = {"path": path, "domain": source.domain, "filename": source.relpath, "source_id": source.source_id}
     if os.path.islink(path) and not os.path.exists(path):
-      yield self._reject(source, "broken_symlink", f"points to {os.readlink(path)}")
+      yield _rejection(copy, "broken_symlink", f"points to {os.readlink(path)}")
       return
     try:
       if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
-        yield self._reject(source, "unreadable", "not a regular file (FIFO, socket or device)")
+        yield _rejection(copy, "unreadable", "not a regular file (FIFO, socket or device)")
         return
       with open(path, "rb") as f:
-        sha = hashlib.file_digest(f, "sha256").hexdigest()  # streamed: memory does not grow with file size
-        source_bytes = f.tell()
-        f.seek(0)
-        image = image_io.prepare_image(f, load_size=self._config.load_size, max_pixels=self._config.max_pixels,
-                                       background=self._config.background)
-    except image_io.ImageRejected as e:
-      yield self._reject(source, e.reason, e.detail)
-      return
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+        copy["source_bytes"] = f.tell()
     except OSError as e:
-      yield self._reject(source, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
+      yield _rejection(copy, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
       return
-    split = source.split or ("test" if hash_fraction(sha) < self._config.test_fraction else "train")
-    pixels = image.pixels
-    histogram = [np.bincount(pixels[..., c].ravel(), minlength=256) for c in range(3)]  # exact, 2 ms
-    yield (source.domain, sha), {
-        "split": split, "filename": source.relpath, "source_id": source.source_id, "sha256": sha,
-        "png": image_io.encode_png(pixels, self._config.png_compress_level),
-        "height": int(pixels.shape[0]), "width": int(pixels.shape[1]),
-        "source_bytes": source_bytes, "source_format": image.source_format, "source_mode": image.source_mode,
-        "animated": image.animated, "exif_rotated": image.exif_rotated,
-        "channel_sum": [int(h @ _LEVELS) for h in histogram],
-        "channel_sumsq": [int(h @ _LEVELS_SQUARED) for h in histogram],
-    }
+    copy["split"] = source.split or ("test" if hash_fraction(sha) < self._test_fraction else "train")
+    yield (source.domain, sha), copy
 
 
-def _keep_preference(candidate: dict) -> tuple:
-  """Which copy of identical files is kept: a test-split copy first (no train/test leak), then by source_id."""
-  return (candidate["split"] != "test", candidate["source_id"])
+def _keep_preference(copy: dict) -> tuple:
+  """Which of identical files is kept: a test-split copy first (no train/test leak), then by source_id."""
+  return (copy["split"] != "test", copy["source_id"])
 
 
-class KeepOneCopyFn(beam.CombineFn):
-  """Identical files of one domain -> (the kept candidate, number of duplicates dropped)."""
+class CollectCopiesFn(beam.CombineFn):
+  """Identical files of one domain -> their copy dicts (small: paths and names), the kept one first."""
 
   def create_accumulator(self):
-    return (None, 0)
+    return []
 
-  def add_input(self, accumulator, candidate):
-    best, count = accumulator
-    if best is None or _keep_preference(candidate) < _keep_preference(best):
-      best = candidate
-    return (best, count + 1)
+  def add_input(self, accumulator, copy):
+    accumulator.append(copy)
+    return accumulator
 
   def merge_accumulators(self, accumulators):
-    best, count = None, 0
-    for other, n in accumulators:
-      count += n
-      if other is not None and (best is None or _keep_preference(other) < _keep_preference(best)):
-        best = other
-    return (best, count)
+    return [copy for accumulator in accumulators for copy in accumulator]
 
   def extract_output(self, accumulator):
-    best, count = accumulator
-    return (best, count - 1)
-
-
-def _to_example(element) -> tuple:
-  """((domain, sha), (candidate, duplicates)) -> ((domain, split), record) with the serialized Example."""
-  (domain, sha), (candidate, duplicates) = element
-  example = image_io.encode_example({
-      "image/encoded": candidate["png"], "image/format": b"png",
-      "image/height": candidate["height"], "image/width": candidate["width"], "image/channels": 3,
-      "image/filename": candidate["filename"].encode("utf-8"),
-      "image/source_id": candidate["source_id"].encode("utf-8"),
-      "image/key/sha256": sha.encode("ascii"), "image/domain": domain.encode("ascii")})
-  stats = {k: v for k, v in candidate.items() if k != "png"}
-  stats["duplicates"] = duplicates
-  return (domain, candidate["split"]), {"sha256": sha, "filename": candidate["filename"], "example": example,
-                                        "stats": stats}
+    return sorted(accumulator, key=_keep_preference)
 
 
 def num_shards(count: int, records_per_shard: int) -> int:
@@ -306,12 +279,47 @@ def num_shards(count: int, records_per_shard: int) -> int:
   return max(1, math.ceil(count / records_per_shard))
 
 
-def _assign_shard(element, counts: dict, records_per_shard: int):
-  """((domain, split), record) -> ((domain, split, shard, n_shards), (filename, sha, example))."""
-  (domain, split), record = element
-  n = num_shards(counts[(domain, split)], records_per_shard)
-  shard = int(record["sha256"][:15], 16) % n
-  return (domain, split, shard, n), (record["filename"], record["sha256"], record["example"])
+class DecodeFn(beam.DoFn):
+  """((domain, sha), copies) -> the kept copy decoded, resized, PNG-encoded and serialized as a tf.train.Example.
+
+  Outputs: main ((domain, split, shard, n_shards), (filename, sha256, example bytes)) with
+  shard = sha256 % n_shards, n_shards from the per-split candidate counts (side input); "stats"
+  ((domain, split), SplitStatsFn input); "rejected" rows, one per copy when the content is not a usable image.
+  """
+
+  def __init__(self, config: IngestConfig):
+    self._config = config
+
+  def process(self, element, candidates: dict):
+    (domain, sha), copies = element
+    kept = copies[0]
+    try:
+      with open(kept["path"], "rb") as f:
+        image = image_io.prepare_image(f, load_size=self._config.load_size, max_pixels=self._config.max_pixels,
+                                       background=self._config.background)
+    except (image_io.ImageRejected, OSError) as e:
+      reason, detail = ((e.reason, e.detail) if isinstance(e, image_io.ImageRejected)
+                        else ("unreadable", f"{type(e).__name__}: {e.strerror or e}"))
+      for copy in copies:
+        yield _rejection(copy, reason, detail if copy is kept else
+                         f"{detail}; same content as {kept['path']}".lstrip("; "))
+      return
+    pixels = image.pixels
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
+    example = image_io.encode_example({
+        "image/encoded": image_io.encode_png(pixels, self._config.png_compress_level), "image/format": b"png",
+        "image/height": height, "image/width": width, "image/channels": 3,
+        "image/filename": kept["filename"].encode("utf-8"), "image/source_id": kept["source_id"].encode("utf-8"),
+        "image/key/sha256": sha.encode("ascii"), "image/domain": domain.encode("ascii")})
+    split = kept["split"]
+    n = num_shards(candidates[(domain, split)], self._config.records_per_shard)
+    yield (domain, split, int(sha[:15], 16) % n, n), (kept["filename"], sha, example)
+    histogram = [np.bincount(pixels[..., c].ravel(), minlength=256) for c in range(3)]  # exact, 2 ms
+    yield beam.pvalue.TaggedOutput("stats", ((domain, split), {
+        "duplicates": len(copies) - 1, "height": height, "width": width, "source_bytes": kept["source_bytes"],
+        "source_format": image.source_format, "source_mode": image.source_mode, "animated": image.animated,
+        "exif_rotated": image.exif_rotated, "channel_sum": [int(h @ _LEVELS) for h in histogram],
+        "channel_sumsq": [int(h @ _LEVELS_SQUARED) for h in histogram]}))
 
 
 def _masked_crc32c(data: bytes) -> int:
@@ -394,9 +402,15 @@ class SplitStatsFn(beam.CombineFn):
 
 
 def _stats_line(element) -> tuple[str, str]:
-  """((domain, split), accumulator) -> ("stats", JSON line)."""
+  """((domain, split), SplitStatsFn accumulator) -> ("stats", JSON line)."""
   (domain, split), acc = element
   return "stats", json.dumps({"domain": domain, "split": split, "stats": acc}, sort_keys=True)
+
+
+def _candidates_line(element) -> tuple[str, str]:
+  """((domain, split), distinct files) -> ("candidates", JSON line): fixes that split's shard count."""
+  (domain, split), count = element
+  return "candidates", json.dumps({"domain": domain, "split": split, "count": count}, sort_keys=True)
 
 
 def _rejected_line(row: dict) -> tuple[str, str]:
@@ -423,32 +437,30 @@ class WriteLinesFn(beam.DoFn):
 
 
 def build_pipeline(pipeline: beam.Pipeline, files: list[SourceFile], config: IngestConfig, tmp_dir: str) -> None:
-  """Adds the ingest graph to `pipeline` (see the module docstring); side files go to `tmp_dir`."""
-  prepared = (pipeline
-              | "ListedFiles" >> beam.Create(files, reshuffle=False)
-              | "Spread" >> beam.Reshuffle()
-              | "Prepare" >> beam.ParDo(PrepareImageFn(config)).with_outputs("rejected", main="images"))
-  _ = (prepared.rejected
-       | "RejectedJson" >> beam.Map(_rejected_line)
-       | "GroupRejected" >> beam.GroupByKey()
-       | "WriteRejected" >> beam.ParDo(WriteLinesFn(tmp_dir)))
-  records = (prepared.images
-             | "KeepOneCopy" >> beam.CombinePerKey(KeepOneCopyFn())
-             | "ToExample" >> beam.Map(_to_example))
-  counts = (records
-            | "One" >> beam.Map(lambda kv: (kv[0], 1))
-            | "CountPerSplit" >> beam.CombinePerKey(sum))
-  _ = (records
-       | "AssignShard" >> beam.Map(_assign_shard, counts=beam.pvalue.AsDict(counts),
-                                   records_per_shard=config.records_per_shard)
+  """Adds the ingest graph to `pipeline` (see the module docstring); small side files go to `tmp_dir`."""
+  hashed = (pipeline
+            | "ListedFiles" >> beam.Create(files, reshuffle=False)
+            | "Spread" >> beam.Reshuffle()
+            | "Hash" >> beam.ParDo(HashFileFn(config.test_fraction)).with_outputs("rejected", main="copies"))
+  distinct = hashed.copies | "GroupIdentical" >> beam.CombinePerKey(CollectCopiesFn())
+  candidates = (distinct
+                | "SplitOfKept" >> beam.Map(lambda kv: ((kv[0][0], kv[1][0]["split"]), 1))
+                | "CountPerSplit" >> beam.CombinePerKey(sum))
+  decoded = distinct | "Decode" >> beam.ParDo(
+      DecodeFn(config), candidates=beam.pvalue.AsDict(candidates)).with_outputs("stats", "rejected", main="records")
+  _ = (decoded.records
        | "GroupShard" >> beam.GroupByKey()
        | "WriteShard" >> beam.ParDo(WriteShardFn(config.output_dir)))
-  _ = (records
-       | "StatsItem" >> beam.Map(lambda kv: (kv[0], kv[1]["stats"]))
-       | "SplitStats" >> beam.CombinePerKey(SplitStatsFn())
-       | "StatsJson" >> beam.Map(_stats_line)
-       | "GroupStats" >> beam.GroupByKey()
-       | "WriteStats" >> beam.ParDo(WriteLinesFn(tmp_dir)))
+  stats = (decoded.stats
+           | "SplitStats" >> beam.CombinePerKey(SplitStatsFn())
+           | "StatsJson" >> beam.Map(_stats_line))
+  rejected = ((hashed.rejected, decoded.rejected)
+              | "AllRejected" >> beam.Flatten()
+              | "RejectedJson" >> beam.Map(_rejected_line))
+  _ = ((stats, rejected, candidates | "CandidatesJson" >> beam.Map(_candidates_line))
+       | "SmallOutputs" >> beam.Flatten()
+       | "GroupByFile" >> beam.GroupByKey()
+       | "WriteLines" >> beam.ParDo(WriteLinesFn(tmp_dir)))
 
 
 def _read_lines(tmp_dir: str, prefix: str) -> list[str]:
@@ -478,7 +490,7 @@ def _split_summary(acc: dict, n_shards: int) -> dict:
 
 
 def _build_stats(config: IngestConfig, files: list[SourceFile], ignored: dict, roots: dict,
-                 split_accs: dict, rejected: list[dict]) -> dict:
+                 split_accs: dict, candidates: dict, rejected: list[dict]) -> dict:
   """Assembles stats.json (deterministic: no timings) from the pipeline's small outputs."""
   fold = SplitStatsFn()
   domains = {}
@@ -486,7 +498,7 @@ def _build_stats(config: IngestConfig, files: list[SourceFile], ignored: dict, r
     splits = {}
     for s in SPLITS:
       acc = split_accs.get((d, s), fold.create_accumulator())
-      splits[s] = _split_summary(acc, num_shards(acc["count"], config.records_per_shard))
+      splits[s] = _split_summary(acc, num_shards(candidates.get((d, s), 0), config.records_per_shard))
     total = _split_summary(fold.merge_accumulators([split_accs.get((d, s), fold.create_accumulator())
                                                     for s in SPLITS]), 0)
     del total["num_shards"]
@@ -557,15 +569,18 @@ def run(config: IngestConfig) -> IngestResult:
   options = PipelineOptions(pipeline_args(config.beam_args))
   with beam.Pipeline(options=options) as pipeline:
     build_pipeline(pipeline, files, config, tmp_dir)
-  split_accs = {}
+  split_accs, candidates = {}, {}
   for line in _read_lines(tmp_dir, "stats"):
     row = json.loads(line)
     split_accs[(row["domain"], row["split"])] = row["stats"]
+  for line in _read_lines(tmp_dir, "candidates"):
+    row = json.loads(line)
+    candidates[(row["domain"], row["split"])] = row["count"]
   rejected = sorted((json.loads(line) for line in _read_lines(tmp_dir, "rejected_")),
                     key=lambda r: (r["domain"], r["path"]))
   shutil.rmtree(tmp_dir, ignore_errors=True)
-  stats = _build_stats(config, files, ignored, roots, split_accs, rejected)
-  for d in DOMAINS:  # shards that received no record (small splits, hash gaps) are written empty
+  stats = _build_stats(config, files, ignored, roots, split_accs, candidates, rejected)
+  for d in DOMAINS:  # shards that received no record (empty splits, hash gaps, rejects) are written empty
     for s in SPLITS:
       n = stats["domains"][d]["splits"][s]["num_shards"]
       for i in range(n):

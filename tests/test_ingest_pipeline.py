@@ -68,6 +68,10 @@ def _make_messy(root: str) -> dict:
   open(os.path.join(a, "empty.jpg"), "wb").close()
   with open(os.path.join(a, "notes.jpg"), "w") as f:
     f.write("not an image\n")
+  # Identical bad files are each rejected, none hidden as a "duplicate".
+  rejected.update({"nested/empty_too.png": "empty_file", "nested/notes_copy.jpg": "not_an_image"})
+  shutil.copy(os.path.join(a, "empty.jpg"), os.path.join(a, "nested", "empty_too.png"))
+  shutil.copy(os.path.join(a, "notes.jpg"), os.path.join(a, "nested", "notes_copy.jpg"))
   with open(os.path.join(a, "photo05.jpg"), "rb") as f:
     data = f.read()
   with open(os.path.join(a, "truncated.jpg"), "wb") as f:
@@ -160,6 +164,9 @@ def test_rejected_jsonl_names_every_bad_file_with_a_readable_reason(messy):
   for row in rows:
     assert row["domain"] == "a" and len(row["message"]) > 20 and row["message"] == \
         ingest_lib.image_io.REASONS[row["reason"]]
+  pair = {os.path.basename(r["path"]): r["detail"] for r in rows if "notes" in r["path"]}
+  kept = os.path.join(root, "in", "a", "nested", "notes_copy.jpg")  # smallest source_id
+  assert pair == {"notes_copy.jpg": "", "notes.jpg": f"same content as {kept}"}
   bomb = next(r for r in rows if r["reason"] == "too_many_pixels")
   assert "1600000000" in bomb["detail"]
 
@@ -231,7 +238,7 @@ def test_cli_multiprocessing_two_workers_is_byte_identical(messy, tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "rejected by reason" in proc.stdout and "images/s" in proc.stdout
-  assert "SubprocessSDKEnvironment" in proc.stderr or "sdk_worker_main" in proc.stderr  # 2 real processes
+  assert proc.stderr.count("INFO:__main__:Python sdk harness starting.") == 2  # two worker processes ran
   first, second = _tree_bytes(config.output_dir), _tree_bytes(out)
   assert sorted(first) == sorted(second)
   for name in first:
