@@ -97,6 +97,7 @@ class TrainResult:
     losses: the last step's loss terms (global-batch means).
     stopped_by: None when all steps ran, else the signal name ("SIGTERM", "SIGINT") that stopped the run.
     images_per_sec: global images per second over this run (excluding the first step's tracing).
+    num_replicas: replicas in sync (all workers).
   """
 
   model_dir: str
@@ -107,6 +108,7 @@ class TrainResult:
   losses: dict[str, float]
   stopped_by: str | None
   images_per_sec: float
+  num_replicas: int
 
 
 def build_model_config(family: models.Family, preset: str, overrides: Mapping[str, Any]):
@@ -250,12 +252,15 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       gen_optimizer.build(model.generator_variables)
       dis_optimizer.build(model.discriminator_variables)
       step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(model=model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer,
-                                     step=step_var)
+    checkpoint = model_checkpoint(model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer, step=step_var)
     keeper = trainer.CheckpointKeeper(checkpoint, os.path.join(config.model_dir, CHECKPOINT_DIR),
                                       max_to_keep=config.keep_checkpoints, chief=chief,
                                       task_id=_task_id(strategy))
-    last_checkpoint = keeper.restore_latest()
+    try:
+      last_checkpoint = keeper.restore_latest()
+    except (AssertionError, ValueError) as e:
+      raise StageError(f"The checkpoint in {config.model_dir} does not fit this {family.name} model ({e}); "
+                       f"resume with the original settings or use a new --model_dir.") from e
     start_step = int(step_var.numpy())
 
     if chief:
@@ -268,7 +273,8 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       writer = tf.summary.create_noop_writer()
 
     if start_step >= total_steps:
-      return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0)
+      return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0,
+                         strategy.num_replicas_in_sync)
 
     iterator = _input_iterator(strategy, config, model_config, start_step)
     sample_a, sample_b = _sample_batch(config, model_config) if config.sample_every_steps else (None, None)
@@ -285,6 +291,10 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
         tf.summary.image("samples", grid[None])
 
     progress = trainer.Progress(total_steps)
+    if chief:
+      progress.note(f"train: {family.name} on {strategy.num_replicas_in_sync} replica(s), global batch "
+                    f"{global_batch}, " + (f"resuming from step {start_step} ({last_checkpoint})" if last_checkpoint
+                                           else "starting at step 0") + f", {total_steps} steps in total")
     step = start_step
     losses: dict[str, float] = {}
     sums: dict[str, float] = {}
@@ -334,9 +344,34 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
     progress.close()
     writer.flush()
     rate = timed_steps * global_batch / timed_seconds if timed_seconds > 0 else 0.0
-    return TrainResult(config.model_dir, family.name, start_step, step, last_checkpoint, losses, stopped_by, rate)
+    return TrainResult(config.model_dir, family.name, start_step, step, last_checkpoint, losses, stopped_by, rate,
+                       strategy.num_replicas_in_sync)
   finally:
     keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def model_checkpoint(model, **objects) -> tf.train.Checkpoint:
+  """The checkpoint layout of model_dir/checkpoints: `model`, `model_variables` and `objects` (optimizers, step).
+
+  Keras 3 layers held in Python lists are not children in tf.train.Checkpoint's object graph, so
+  `Checkpoint(model=model)` alone misses most weights; every variable of `model.variables` is therefore also
+  saved by position under `model_variables` (the same architecture always lists them in the same order).
+  """
+  return tf.train.Checkpoint(model=model, model_variables=list(model.variables), **objects)
+
+
+def restore_model(model, path: str) -> int:
+  """Restores `model`'s weights from the checkpoint `path` (a `ckpt-N` prefix); returns its training step.
+
+  Raises StageError when a model variable is missing from the checkpoint or has another shape (a different
+  architecture or config).
+  """
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  try:
+    model_checkpoint(model, step=step).restore(path).assert_existing_objects_matched().expect_partial()
+  except (AssertionError, ValueError) as e:
+    raise StageError(f"Checkpoint {path} does not fit this model ({e}); was it written for another config?") from e
+  return int(step.numpy())
 
 
 def read_config(model_dir: str) -> dict[str, Any]:
@@ -362,6 +397,4 @@ def load_trained_model(model_dir: str):
   if path is None:
     raise StageError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}: train the model first.")
   model = family.build_model(model_config)
-  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-  tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
-  return family, model_config, model, int(step.numpy())
+  return family, model_config, model, restore_model(model, path)

@@ -249,6 +249,11 @@ class Progress:
     self.stream.flush()
     return line
 
+  def note(self, message: str) -> None:
+    """Prints one message line."""
+    self.stream.write(message + "\n")
+    self.stream.flush()
+
   def close(self):
     """Ends a \\r-updated line."""
     if self._tty:
