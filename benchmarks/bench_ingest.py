@@ -16,6 +16,7 @@ Prints a table of seconds, images/s and the ratio to the loop. Both sides share 
 
 import hashlib
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -37,14 +38,15 @@ FLAGS = flags.FLAGS
 
 
 def make_images(root: str, n: int, width: int, height: int) -> list[str]:
-  """Writes n photo-like JPEGs under root/a and root/b; returns their paths."""
+  """Writes n photo-like JPEGs (shifted smooth colour waves + ellipses + noise) under root/a and root/b."""
   rng = np.random.RandomState(0)
-  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  yy, xx = np.mgrid[0:2 * height, 0:2 * width].astype(np.float32)
+  waves = np.stack([127 + 100 * np.sin(xx / (60 + 7 * c) + yy / (90 + 5 * c) + c) for c in range(3)], -1)
+  waves = waves.astype(np.uint8)
   paths = []
   for i in range(n):
-    phase = rng.uniform(0, 2 * np.pi, 3)
-    base = np.stack([127 + 100 * np.sin(xx / (60 + 7 * c) + yy / (90 + 5 * c) + phase[c]) for c in range(3)], -1)
-    pixels = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    top, left = rng.randint(0, height), rng.randint(0, width)
+    pixels = waves[top:top + height, left:left + width] + rng.randint(0, 12, (height, width, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     for _ in range(6):
@@ -83,6 +85,12 @@ def beam_run(root: str, out: str, load_size: int, beam_args: tuple[str, ...]) ->
   return seconds
 
 
+def _cpu_seconds() -> float:
+  """User + system CPU seconds of this process and its finished children (Beam worker processes)."""
+  own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main(argv):
   del argv
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="bench_ingest_")
@@ -103,14 +111,20 @@ def main(argv):
             ("--direct_running_mode=multi_processing", "--direct_num_workers=2"))),
     }
     plain_loop(paths[:4], FLAGS.load_size)  # warm imports and caches
-    results = {name: runs[name][1]() for name in FLAGS.modes}
-    print(f"\n| {'run':<40} | {'seconds':>8} | {'images/s':>9} | {'vs loop':>8} |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 11}|{'-' * 10}|")
-    for name, seconds in results.items():
-      ratio = f"{results['loop'] / seconds:.2f}x" if "loop" in results else "-"
-      print(f"| {runs[name][0]:<40} | {seconds:8.2f} | {len(paths) / seconds:9.1f} | {ratio:>8} |")
-    print("(vs loop = loop seconds / run seconds: > 1 is faster than the loop; Beam runs include start-up, "
-          "dedup, sharding, gzip and stats)")
+    load_before = os.getloadavg()[0]
+    results = {}
+    for name in FLAGS.modes:
+      cpu_before = _cpu_seconds()
+      seconds = runs[name][1]()
+      results[name] = (seconds, _cpu_seconds() - cpu_before)
+    print(f"\n| {'run':<40} | {'seconds':>8} | {'images/s':>9} | {'vs loop':>8} | {'CPU s':>6} |")
+    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 8}|")
+    for name, (seconds, cpu) in results.items():
+      ratio = f"{results['loop'][0] / seconds:.2f}x" if "loop" in results else "-"
+      print(f"| {runs[name][0]:<40} | {seconds:8.2f} | {len(paths) / seconds:9.1f} | {ratio:>8} | {cpu:6.1f} |")
+    print(f"(vs loop = loop seconds / run seconds, > 1 is faster; Beam runs include start-up, dedup, sharding, "
+          f"gzip and stats; CPU s = user+sys of this process and its workers; 1-min load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs)")
   finally:
     if FLAGS.workdir is None:
       shutil.rmtree(workdir, ignore_errors=True)
