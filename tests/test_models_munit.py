@@ -169,3 +169,17 @@ def test_config_validation_and_family_record():
     MUNITConfig(image_size=30)
   with pytest.raises(ValueError, match="does not fit image_size=32"):
     MUNITConfig(image_size=32, dis_n_layer=4, dis_num_scales=3)
+
+
+def test_inspector_reports_every_network():
+  from models.__main__ import format_table, inspect_family
+  report = inspect_family("munit", "tiny", image_size=16)
+  nets = {n["name"]: n for n in report["networks"]}
+  assert set(nets) == {"gen_a", "gen_b", "dis_a", "dis_b"}
+  children = {c["name"]: c for c in nets["gen_a"]["children"]}
+  assert set(children) == {"content_encoder", "style_encoder", "mlp", "decoder"}
+  assert sum(c["trainable_params"] for c in children.values()) == nets["gen_a"]["trainable_params"]
+  assert children["content_encoder"]["output_shapes"] == [1, 4, 4, 32]
+  assert children["mlp"]["output_shapes"] == [1, 128]  # 1 AdaIN block x 2 layers x (beta, gamma) x 32
+  assert nets["dis_a"]["output_shapes"] == [[1, 2, 2, 1], [1, 1, 1, 1]]
+  assert "content_encoder" in format_table(report)

@@ -153,3 +153,26 @@ def test_config_validation_and_family_record():
   with pytest.raises(ValueError, match="n_gen_front_blk .2. must be equal"):
     UNITConfig(n_gen_front_blk=2)
   assert UNITConfig(image_size=32, dis_n_layer=6).dis_n_layer == 6  # zero-padded s2 convs end at 1x1
+
+
+@pytest.mark.slow
+def test_inspector_cli_json():
+  import json
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-m", "models", "--model=unit", "--preset=tiny", "--image_size=16",
+                         "--json"], cwd=root, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert proc.returncode == 0, proc.stderr
+  report = json.loads(proc.stdout)
+  nets = {n["name"]: n for n in report["networks"]}
+  assert set(nets) == {"encoder_a", "encoder_b", "shared_encoder", "shared_decoder", "generator_a", "generator_b",
+                       "dis_a", "dis_b"}
+  assert nets["generator_a"]["output_shapes"] == [1, 16, 16, 3]
+  assert nets["shared_encoder"]["output_shapes"] == [1, 4, 4, 32]
+  assert report["total"]["trainable_params"] == sum(n["trainable_params"] for n in nets.values())
+  from models.__main__ import inspect_family
+  with pytest.raises(ValueError, match="Unknown preset 'huge' for unit; choose one of paper, tiny"):
+    inspect_family("unit", "huge")
