@@ -53,7 +53,6 @@ class BatchScheduler:
     self._queues = collections.OrderedDict()  # key -> deque of _Batch (last one open)
     self._cond = threading.Condition()
     self._stopping = False
-    self.batches_run = 0  # number of batched calls made (observability and tests)
     self._threads = [threading.Thread(target=self._worker, name=f"batch-{name}-{i}", daemon=True)
                      for i in range(config.num_batch_threads)]
     for thread in self._threads:
@@ -137,7 +136,6 @@ class BatchScheduler:
         merged = {k: np.concatenate([v, np.repeat(v[:1], target - batch.size, axis=0)], axis=0)
                   for k, v in merged.items()}
         padded = target
-      self.batches_run += 1
       result = self._run_fn(batch.signature_name, merged, batch.outputs)
       for alias, value in result.items():
         if np.ndim(value) == 0 or value.shape[0] != padded:

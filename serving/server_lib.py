@@ -128,18 +128,18 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     return _handle(context, lambda: model_status(self._server.manager, request))
 
   def HandleReloadConfigRequest(self, request, context):
+    """Applies a new ModelServerConfig; a failure is the RPC's status (as TF Serving answers it)."""
     def reload():
+      if request.config.WhichOneof("config") != "model_config_list":
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                           "ModelConfigList is currently supported")
       try:
         configs = config_lib.model_configs_from_proto(request.config)
       except ValueError as e:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-      response = model_management_pb2.ReloadConfigResponse()
-      try:
-        self._server.manager.set_models(configs)
-      except ServingError as e:
-        response.status.error_code = e.code_number
-        response.status.error_message = e.message
-      return response
+      self._server.manager.set_models(configs)
+      return model_management_pb2.ReloadConfigResponse()  # status OK (error_code 0)
     return _handle(context, reload)
 
 

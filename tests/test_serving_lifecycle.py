@@ -146,12 +146,33 @@ def test_reload_config_request_changes_policy_and_labels(tmp_path, versions):
       assert int(client.predict("a2b", {"images": np.zeros([1, 2, 2, 3], np.uint8)})["version"][0]) == 1
     request = model_management_pb2.ReloadConfigRequest()
     text_format.Parse(text % (base, 7), request.config)
-    response = models.HandleReloadConfigRequest(request, timeout=60)
-    assert response.status.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
-    assert response.status.error_message == ("Request to assign label to version 7 of model toy, which is not "
-                                             "currently available for inference")
+    with pytest.raises(grpc.RpcError) as info:
+      models.HandleReloadConfigRequest(request, timeout=60)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details() == ("Request to assign label to version 7 of model toy, which is not currently "
+                                    "available for inference")
   finally:
     channel.close()
+    server.stop()
+
+
+def test_model_config_file_is_polled_for_new_models(tmp_path, versions):
+  base = str(tmp_path / "toy")
+  os.makedirs(base)
+  _publish(versions[1], base, 1)
+  config_file = tmp_path / "models.config"
+  entry = 'config { name: "%s" base_path: "' + base + '" model_platform: "tensorflow" }'
+  config_file.write_text("model_config_list { %s }" % (entry % "toy"))
+  server = ModelServer(config_lib.ServerConfig(model_config_file=str(config_file), port=0,
+                                               model_config_file_poll_wait_seconds=0.2,
+                                               file_system_poll_wait_seconds=0)).start()
+  try:
+    assert server.manager.available() == {"toy": [1]}
+    config_file.write_text("model_config_list { %s %s }" % (entry % "toy", entry % "twin"))
+    assert _wait_for(lambda: server.manager.available() == {"toy": [1], "twin": [1]})
+    config_file.write_text("model_config_list { %s }" % (entry % "twin"))
+    assert _wait_for(lambda: server.manager.available() == {"twin": [1]})
+  finally:
     server.stop()
 
 
@@ -222,9 +243,11 @@ def test_sigterm_drains_the_in_flight_request_then_exits_0(tmp_path, versions):
   with proc:
     with client_lib.TranslationClient(proc.target, "toy", retries=0) as client:
       client.wait_until_available(60)
+      calls = lambda: int(client.predict("calls_made", {})["calls"])
+      before = calls()
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
         slow = pool.submit(client.predict, "sleep", {"seconds": np.float64(2.0)})
-        time.sleep(0.7)
+        assert _wait_for(lambda: calls() > before), "the slow request never started"
         proc.terminate()
         assert float(slow.result(timeout=60)["slept"]) >= 2.0
       assert proc.process.wait(60) == 0

@@ -60,7 +60,8 @@ class ToyTranslator(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.float64, name="seconds")])
   def sleep(self, seconds):
-    """Busy-waits `seconds` (to have a request in flight)."""
+    """Counts the call, then busy-waits `seconds` (to have a request in flight)."""
+    self.calls.assign_add(1)
     start = tf.timestamp()
     elapsed = tf.while_loop(lambda e: e < seconds, lambda e: tf.timestamp() - start, [tf.constant(0.0, tf.float64)])
     return {"slept": elapsed[0] if isinstance(elapsed, (list, tuple)) else elapsed}
@@ -212,3 +213,24 @@ def test_a_failing_warmup_request_fails_the_load(tmp_path):
   servable = Servable("toy", 7, path)
   code, message = _code(lambda: servable.warmup())
   assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("Warmup request 0 failed")
+
+
+def test_tensor_protos_round_trip_and_malformed_ones_are_parse_errors():
+  from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+  from serving import tensors
+  for value in (np.arange(6, dtype=np.uint8).reshape(2, 3), np.float32([[1.5, -2]]), np.int64([7, -8]),
+                np.array([b"a", b"\x00b"], dtype=object), np.float16([0.5]), np.bool_([True, False])):
+    back = tensors.from_tensor_proto(tensors.to_tensor_proto(value))
+    assert back.dtype == value.dtype and back.shape == value.shape and back.tolist() == value.tolist()
+  shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=3)])
+  filled = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape, int_val=[5])
+  assert tensors.from_tensor_proto(filled).tolist() == [5, 5, 5]  # one value fills the shape, as in TF
+  typed = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=[1, 2, 3])
+  assert tensors.from_tensor_proto(typed).tolist() == [1.0, 2.0, 3.0]
+  huge = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1 << 40)])
+  for bad in (tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape, int_val=[1, 2]),
+              tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape, tensor_content=b"ab"),
+              tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=huge),
+              tensor_pb2.TensorProto(dtype=types_pb2.DT_RESOURCE, tensor_shape=shape)):
+    with pytest.raises(tensors.TensorParseError):
+      tensors.from_tensor_proto(bad)
