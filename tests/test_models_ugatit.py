@@ -348,7 +348,11 @@ def test_sample_rows(tiny_model):
   for name, row in rows.items():
     assert row.shape == (1, 32, 32, 3), name
     assert np.all(np.abs(row.numpy()) <= 1.0), name
-  np.testing.assert_array_equal(rows["a2b"].numpy(), tiny_model.translate(x_a, "a2b")["images"].numpy())
+  a2b = tiny_model.translate(x_a, "a2b")
+  np.testing.assert_array_equal(rows["a2b"].numpy(), a2b["images"].numpy())
+  np.testing.assert_array_equal(rows["a2b_cam"].numpy(), heatmap_to_rgb(a2b["attention"]).numpy())
+  b2b = tiny_model.translate(x_b, "a2b")  # identity of domain b: G_a2b(real_b)
+  np.testing.assert_array_equal(rows["b2b"].numpy(), b2b["images"].numpy())
 
 
 def test_train_step_changes_variables_and_keeps_losses_finite():
