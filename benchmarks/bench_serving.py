@@ -42,6 +42,7 @@ def build_conv_savedmodel(path: str, width: int = 32, res_blocks: int = 4) -> st
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   class Generator(tf.Module):
+    """The network; variables drawn with He init from a fixed seed."""
     def __init__(self):
       super().__init__()
       rng = tf.random.Generator.from_seed(0)
@@ -108,6 +109,7 @@ def _concurrent(call, clients: int, requests: int) -> tuple:
 
 
 def bench_in_process(path: str, signature: str, sizes: list, clients: list, requests: int) -> list:
+  """Rows for direct signature calls: 1 caller, N threads, and one [N, size, size, 3] batch."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   fn = tf.saved_model.load(path).signatures[signature]
   rows = []
@@ -125,6 +127,7 @@ def bench_in_process(path: str, signature: str, sizes: list, clients: list, requ
 
 
 def bench_grpc(path: str, signature: str, sizes: list, clients: list, requests: int, batching: bool) -> list:
+  """Rows for N gRPC clients (threads, a channel each) against a `python -m serving.server` child process."""
   from serving import client as client_lib  # pylint: disable=import-outside-toplevel
   from serving import process  # pylint: disable=import-outside-toplevel
   root = tempfile.mkdtemp(prefix="bench_serving_")
@@ -155,6 +158,7 @@ def bench_grpc(path: str, signature: str, sizes: list, clients: list, requests: 
 
 
 def main(argv):
+  """Runs every cell and prints the table and the two target ratios."""
   del argv
   sizes = [int(s) for s in FLAGS.sizes]
   clients = [int(c) for c in FLAGS.clients]

@@ -81,6 +81,7 @@ class _ModelState:
     self.status = {}  # version -> VersionStatus (every version ever seen)
     self.failed = {}  # version -> fingerprint of the directory that failed
     self.labels = {}  # label -> version
+    self.warned_empty = False  # "no versions found" is logged once, not at every poll
 
 
 class ModelManager:
@@ -155,8 +156,9 @@ class ModelManager:
     config = state.config
     on_disk = list_versions(config.base_path)
     aspired = aspired_versions(config.version_policy, on_disk)
-    if not on_disk:
+    if not on_disk and not state.warned_empty:
       logging.warning("No versions of servable %s found under base path %s", config.name, config.base_path)
+    state.warned_empty = not on_disk
     for version in sorted(aspired, reverse=True):
       if version in state.servables:
         continue

@@ -204,6 +204,7 @@ class RestServer:
     self._thread.start()
 
   def stop(self) -> None:
+    """Stops serving and closes the socket."""
     self._httpd.shutdown()
     self._httpd.server_close()
 
@@ -214,7 +215,8 @@ def _make_handler(manager):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, fmt, *args):  # route through logging, not stderr
+    def log_message(self, fmt, *args):
+      """Access log lines go to logging (debug), not stderr."""
       logging.debug("REST %s", fmt % args)
 
     def _reply(self, status: int, doc: dict) -> None:
@@ -247,9 +249,11 @@ def _make_handler(manager):
         self._reply(_HTTP_STATUS.get(error.code, 500), {"error": error.message})
 
     def do_GET(self):
+      """GET: model status or metadata."""
       self._dispatch("GET")
 
     def do_POST(self):
+      """POST: :predict (classify/regress answer 501)."""
       self._dispatch("POST")
 
   return Handler

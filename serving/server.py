@@ -38,6 +38,7 @@ flags.DEFINE_float("drain_timeout_seconds", 30, "On SIGTERM, how long in-flight 
 
 
 def main(argv):
+  """Builds the ServerConfig from flags, starts the server, waits for SIGTERM/SIGINT, exits 0 after draining."""
   del argv
   from serving import config as config_lib  # after flag parsing: keeps --help fast
   from serving import server_lib
@@ -70,6 +71,7 @@ def main(argv):
     sys.exit(1)
 
   def shutdown(signum, frame):
+    """Signal handler: drain and stop in a thread (a handler must not block)."""
     del frame
     logging.info("Received signal %d: draining in-flight requests", signum)
     threading.Thread(target=server.stop, name="shutdown", daemon=True).start()

@@ -98,9 +98,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._manager = manager
 
   def Predict(self, request, context):
+    """Runs one request on the resolved version's signature."""
     return _handle(context, lambda: predict(self._manager, request))
 
   def GetModelMetadata(self, request, context):
+    """Returns the resolved version's SignatureDefMap."""
     return _handle(context, lambda: model_metadata(self._manager, request))
 
   def _unimplemented(self, context, method):
@@ -109,12 +111,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                   "use Predict")
 
   def Classify(self, request, context):
+    """UNIMPLEMENTED."""
     self._unimplemented(context, "Classify")
 
   def Regress(self, request, context):
+    """UNIMPLEMENTED."""
     self._unimplemented(context, "Regress")
 
   def MultiInference(self, request, context):
+    """UNIMPLEMENTED."""
     self._unimplemented(context, "MultiInference")
 
 
@@ -125,11 +130,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     self._server = server
 
   def GetModelStatus(self, request, context):
+    """Returns the state of every version (or of the requested one)."""
     return _handle(context, lambda: model_status(self._server.manager, request))
 
   def HandleReloadConfigRequest(self, request, context):
     """Applies a new ModelServerConfig; a failure is the RPC's status (as TF Serving answers it)."""
     def reload():
+      """Validates and applies the config."""
       if request.config.WhichOneof("config") != "model_config_list":
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
