@@ -539,17 +539,25 @@ def _clear_previous_outputs(output_dir: str) -> None:
       os.remove(os.path.join(output_dir, name))
 
 
-def pipeline_args(beam_args: tuple[str, ...]) -> list[str]:
-  """The Beam options used: `beam_args`, plus `--runner=FnApiRunner` when no runner is given.
+def pipeline_options(beam_args: tuple[str, ...]) -> PipelineOptions:
+  """Beam options from `beam_args`, with `--runner=FnApiRunner` when no runner is given.
 
   FnApiRunner is the local portable runner DirectRunner itself falls back to; choosing it explicitly skips
   DirectRunner's attempt to download the Prism binary (offline machines) and honours --direct_running_mode /
   --direct_num_workers. `--runner=DirectRunner` (or any other runner) is used as given.
+
+  Raises:
+    StageError: an argument is no Beam option (Beam would only log and drop it, e.g. a misspelt ingest flag).
   """
   args = list(beam_args)
   if not any(a == "--runner" or a.startswith("--runner=") for a in args):
     args.insert(0, "--runner=FnApiRunner")
-  return args
+  options = PipelineOptions(args)
+  unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options()))
+  if unknown:
+    raise StageError(f"unknown option(s) {', '.join('--' + u for u in unknown)}: neither an ingest flag nor a "
+                     f"Beam pipeline option; check the spelling (python -m components.ingest --helpfull)")
+  return options
 
 
 def run(config: IngestConfig) -> IngestResult:
@@ -560,13 +568,13 @@ def run(config: IngestConfig) -> IngestResult:
   """
   start = time.monotonic()
   config.validate()
+  options = pipeline_options(config.beam_args)
   files, ignored, roots = list_inputs(config)
   os.makedirs(config.output_dir, exist_ok=True)
   _clear_previous_outputs(config.output_dir)
   tmp_dir = os.path.join(config.output_dir, ".ingest_tmp")
   shutil.rmtree(tmp_dir, ignore_errors=True)
   os.makedirs(tmp_dir)
-  options = PipelineOptions(pipeline_args(config.beam_args))
   with beam.Pipeline(options=options) as pipeline:
     build_pipeline(pipeline, files, config, tmp_dir)
   split_accs, candidates = {}, {}

@@ -278,6 +278,8 @@ def test_bad_configuration_raises_stage_error_saying_what_to_do(tmp_path):
       (dict(dataset_dir=folder), "has no trainA/"),
       (dict(domain_a=folder, domain_b=folder, test_fraction=1.0), "--test_fraction must be in"),
       (dict(domain_a=folder, domain_b=folder, load_size=0), "--load_size must be >= 1"),
+      (dict(domain_a=folder, domain_b=folder, beam_args=("--direct_num_workers=2", "--domian_a=x")),
+       "unknown option.* --domian_a: neither an ingest flag nor a Beam pipeline option"),
   ]
   for kwargs, message in cases:
     with pytest.raises(StageError, match=message):
