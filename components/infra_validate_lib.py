@@ -30,12 +30,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from components.errors import StageError
+from components.push_lib import write_blessing
 from serving import warmup
 from serving.client import TranslationClient, TranslationError
 from serving.process import ServerProcess, free_port
 
-INFRA_BLESSED_FILE = "INFRA_BLESSED"
-INFRA_NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 REPORT_FILE = "infra_validation.json"
 
 
@@ -141,13 +140,7 @@ def check_response(signature: dict, inputs: dict, outputs: dict) -> list[str]:
 
 def _write_outcome(output_dir: str, blessed: bool, reason: str, checks: list) -> InfraValidateResult:
   """Writes the blessing file (removing a stale opposite one) and the JSON report."""
-  os.makedirs(output_dir, exist_ok=True)
-  good, bad = os.path.join(output_dir, INFRA_BLESSED_FILE), os.path.join(output_dir, INFRA_NOT_BLESSED_FILE)
-  for stale in (good, bad):
-    if os.path.exists(stale):
-      os.remove(stale)
-  with open(good if blessed else bad, "w", encoding="utf-8") as f:
-    f.write(reason + "\n")
+  write_blessing(output_dir, blessed, reason, infra=True)
   with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as f:
     json.dump({"blessed": blessed, "reason": reason, "checks": checks}, f, indent=2)
   return InfraValidateResult(blessed=blessed, reason=reason, checks=tuple(checks))

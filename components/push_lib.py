@@ -25,7 +25,9 @@ import shutil
 from components.errors import StageError
 
 BLESSED_FILE = "BLESSED"
+NOT_BLESSED_FILE = "NOT_BLESSED"
 INFRA_BLESSED_FILE = "INFRA_BLESSED"
+INFRA_NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 HIDDEN_PREFIX = ".push-"
 MAX_RENAME_ATTEMPTS = 20
 
@@ -77,11 +79,26 @@ def existing_versions(model_root: str) -> list[int]:
                 if name.isdigit() and os.path.isdir(os.path.join(model_root, name)))
 
 
+def write_blessing(directory: str, blessed: bool, reason: str, *, infra: bool = False) -> str:
+  """Writes BLESSED/NOT_BLESSED (or INFRA_BLESSED/INFRA_NOT_BLESSED) holding `reason`; removes a stale opposite
+  file from an earlier run so that push never sees both. Returns the written path. (Used by evaluate and
+  infra_validate; push reads these files.)"""
+  good, bad = (INFRA_BLESSED_FILE, INFRA_NOT_BLESSED_FILE) if infra else (BLESSED_FILE, NOT_BLESSED_FILE)
+  os.makedirs(directory, exist_ok=True)
+  for name in (good, bad):
+    if os.path.exists(os.path.join(directory, name)):
+      os.remove(os.path.join(directory, name))
+  path = os.path.join(directory, good if blessed else bad)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(reason.rstrip() + "\n")
+  return path
+
+
 def _blessing_problem(config: PushConfig) -> str | None:
   """Returns why the model is not doubly blessed (quoting the NOT_BLESSED reasons), or None if it is."""
   problems = []
-  for directory, good, bad, stage in ((config.evaluation_dir, BLESSED_FILE, "NOT_BLESSED", "evaluate"),
-                                      (config.infra_validation_dir, INFRA_BLESSED_FILE, "INFRA_NOT_BLESSED",
+  for directory, good, bad, stage in ((config.evaluation_dir, BLESSED_FILE, NOT_BLESSED_FILE, "evaluate"),
+                                      (config.infra_validation_dir, INFRA_BLESSED_FILE, INFRA_NOT_BLESSED_FILE,
                                        "infra_validate")):
     if os.path.isfile(os.path.join(directory, good)):
       continue

@@ -1,0 +1,348 @@
+"""Evaluate: translate the test split both ways, measure, render, and bless (or not) like TFX's Evaluator.
+
+Measured per direction d in {a2b, b2a} (source domain s, target domain t), on the test split (center crops of
+config.image_size, at most `num_images` per domain):
+  * kid_d (+ kid_std_d), fid_d: translations s->t against the real test images of t, on deep features
+    (components.metrics: InceptionV3 pool3 when its weights are on disk, else the offline HED VGG16 features,
+    whose numbers are NOT comparable with published ones; metrics.json says which);
+  * cycle_l1_d (model units, [-1, 1] scale) and cycle_psnr_d (dB) between the inputs and their round trip
+    s->t->s; for MUNIT the way back uses the input's own style (the `*_reference` signature with the input as
+    reference: x_aba = G_a(c(x_ab), s(x_a)), the paper's cycle), for UNIT/U-GAT-IT the plain reverse direction;
+  * MUNIT only: diversity_l1_d (mean pairwise L1 in model units) and diversity_lpips_d (uncalibrated LPIPS on the
+    HED VGG16 features, see components.metrics) over `num_styles` outputs per input for random styles.
+Averages over both directions: kid, fid, cycle_l1, cycle_psnr (and diversity_* for MUNIT).
+
+Everything goes through the serving path: the candidate is wrapped in components.export_lib.TranslatorModule
+(the object export saves) and a baseline SavedModel is called through its a2b/b2a signatures, so candidate
+and baseline are measured by the same code on the same uint8 test images. MUNIT styles come from fixed seeds.
+
+Blessing (BLESSED / NOT_BLESSED with the reason, read by components.push): every given threshold holds
+(max_kid, max_fid, max_cycle_l1, min_psnr, applied to the two-direction averages) and, when a baseline is
+given, the candidate is not worse than the baseline on `baseline_metric` by more than `baseline_margin`
+(absolute, in the metric's unit). `baseline_model_dir` is a SavedModel directory or a model root of integer
+versions (TF Serving layout: the highest version is used); a model root that does not exist yet or holds no
+version means "no baseline yet" (the first push), which is written into the reason.
+Outputs: metrics.json, report.html, grid_<d>.png (rows stacked) and rows/<d>_<row>.png (one per labelled row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from components import data, metrics, report, train_lib
+from components.errors import StageError
+from components.export_lib import TranslatorModule
+from components.push_lib import write_blessing
+
+DIRECTIONS = ("a2b", "b2a")
+LOWER_IS_BETTER = ("kid", "fid", "cycle_l1")
+HIGHER_IS_BETTER = ("cycle_psnr",)
+STYLE_SEED_STRIDE = 1_000_003  # seeds of style k for image i: k * stride + i (distinct for any test set size)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+  """Parameters of the evaluation stage.
+
+  Attributes:
+    model_dir: components.train's model_dir.
+    data_dir: components.ingest's output_dir (its test split is used).
+    output_dir: where metrics.json, report.html, the grids and BLESSED / NOT_BLESSED go.
+    num_images: at most this many test images per domain (None: all).
+    batch_size: images per forward pass.
+    feature_extractor: "auto" (InceptionV3 if its weights file exists, else HED), "inception" or "hed".
+    inception_weights: InceptionV3 no-top .h5 path (default ~/.keras/models/<keras' file name>).
+    kid_subsets, kid_subset_size: KID subsets (Binkowski et al.: 100 of 1000; capped at the set size).
+    num_styles: MUNIT styles per input for the diversity metrics and the style rows (>= 2).
+    grid_images: columns of the sample grids.
+    max_kid, max_fid, max_cycle_l1, min_psnr: blessing thresholds on the two-direction averages (None: unused).
+    baseline_model_dir: SavedModel or TF Serving model root to compare with (None: no comparison).
+    baseline_metric: one of kid, fid, cycle_l1, cycle_psnr.
+    baseline_margin: how much worse than the baseline the candidate may be (absolute, metric units).
+    seed: KID subset seed and MUNIT style seed offset.
+  """
+
+  model_dir: str
+  data_dir: str
+  output_dir: str
+  num_images: int | None = None
+  batch_size: int = 8
+  feature_extractor: str = "auto"
+  inception_weights: str | None = None
+  kid_subsets: int = 100
+  kid_subset_size: int = 1000
+  num_styles: int = 4
+  grid_images: int = 4
+  max_kid: float | None = None
+  max_fid: float | None = None
+  max_cycle_l1: float | None = None
+  min_psnr: float | None = None
+  baseline_model_dir: str | None = None
+  baseline_metric: str = "kid"
+  baseline_margin: float = 0.0
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.feature_extractor not in metrics.FEATURE_EXTRACTORS:
+      raise StageError(f"--feature_extractor must be one of {metrics.FEATURE_EXTRACTORS}, got "
+                       f"{self.feature_extractor!r}")
+    if self.baseline_metric not in LOWER_IS_BETTER + HIGHER_IS_BETTER:
+      raise StageError(f"--baseline_metric must be one of {LOWER_IS_BETTER + HIGHER_IS_BETTER}, got "
+                       f"{self.baseline_metric!r}")
+    if self.num_styles < 2:
+      raise StageError(f"--num_styles must be >= 2 (diversity compares outputs pairwise), got {self.num_styles}")
+    if self.num_images is not None and self.num_images < 2:
+      raise StageError(f"--num_images must be >= 2 (KID/FID need two images per set), got {self.num_images}")
+    if self.batch_size < 1 or self.grid_images < 1 or self.kid_subsets < 1 or self.kid_subset_size < 2:
+      raise StageError("--batch_size, --grid_images, --kid_subsets must be >= 1 and --kid_subset_size >= 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateResult:
+  """`metrics` (name -> number), the verdict (`blessed`, `reason`) and the written files."""
+
+  output_dir: str
+  metrics: dict
+  blessed: bool
+  reason: str
+  metrics_path: str
+  report_path: str
+  baseline_metrics: dict | None = None
+
+
+def load_test_images(data_dir: str, domain: str, image_size: int, num_images: int | None) -> np.ndarray:
+  """uint8 [N, S, S, 3] center crops of the test split of `domain` (at most `num_images`)."""
+  try:
+    dataset = data.make_dataset(data_dir, domain, "test", image_size, 16, training=False)
+  except ValueError as e:
+    raise StageError(f"cannot read the test split of domain {domain}: {e}") from e
+  if num_images is not None:
+    dataset = dataset.unbatch().take(num_images).batch(16)
+  batches = [np.round((b.numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8) for b in dataset]
+  images = np.concatenate(batches) if batches else np.zeros((0, image_size, image_size, 3), np.uint8)
+  if len(images) < 2:
+    raise StageError(f"the test split of domain {domain} in {data_dir} has {len(images)} image(s); KID/FID need "
+                     "at least 2: ingest with a test split (e.g. --test_fraction) or a testA/testB folder")
+  return images
+
+
+class Signatures:
+  """Uniform numpy access to a2b/b2a-style signatures of the candidate (in-process) or a SavedModel baseline.
+
+  `call(name, **inputs)` -> dict of numpy arrays; `multimodal` is True when a2b takes a `seed` (MUNIT).
+  """
+
+  def __init__(self, functions: dict, multimodal: bool, owner=None):
+    self._functions = functions
+    self.multimodal = multimodal
+    self._owner = owner  # the module / restored SavedModel object: keeps the functions' variables alive
+
+  @classmethod
+  def of_model(cls, model, family_name: str) -> "Signatures":
+    module = TranslatorModule(model, family_name)
+    return cls(dict(module.functions), module.traits["multimodal"], module)
+
+  @classmethod
+  def of_saved_model(cls, path: str) -> "Signatures":
+    loaded = tf.saved_model.load(path)
+    for name in DIRECTIONS:
+      if name not in loaded.signatures:
+        raise StageError(f"baseline {path} has no {name!r} signature: it is not a model exported by "
+                         "components.export")
+    _, inputs = loaded.signatures["a2b"].structured_input_signature
+    return cls(dict(loaded.signatures), "seed" in inputs, loaded)
+
+  def call(self, name: str, batch_size: int, **inputs) -> dict:
+    """Runs signature `name` over `inputs` (arrays with a common first dim) in batches; concatenated numpy."""
+    n = len(next(iter(inputs.values())))
+    parts = []
+    for i in range(0, n, batch_size):
+      out = self._functions[name](**{k: tf.constant(v[i:i + batch_size]) for k, v in inputs.items()})
+      parts.append({k: v.numpy() for k, v in out.items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _seeds(n: int, style_index: int, offset: int) -> np.ndarray:
+  return (style_index * STYLE_SEED_STRIDE + offset + np.arange(n)).astype(np.int64)
+
+
+def translate_both_ways(signatures: Signatures, images: dict, config: EvaluateConfig, num_styles: int = 1) -> dict:
+  """For each direction: {"source", "translated", "cycled", "attention"?, "styles"? [K, N, ...]} (uint8)."""
+  out = {}
+  for direction in DIRECTIONS:
+    source = images[direction[0]]
+    back = "b2a" if direction == "a2b" else "a2b"
+    extra = {"seed": _seeds(len(source), 0, config.seed)} if signatures.multimodal else {}
+    forward = signatures.call(direction, config.batch_size, images=source, **extra)
+    if signatures.multimodal:  # the paper's cycle: content of x_ab decoded with the style of x_a
+      cycled = signatures.call(f"{back}_reference", config.batch_size, images=forward["images"], reference=source)
+    else:
+      cycled = signatures.call(back, config.batch_size, images=forward["images"])
+    result = {"source": source, "translated": forward["images"], "cycled": cycled["images"]}
+    if "attention" in forward:
+      result["attention"] = forward["attention"]
+    if signatures.multimodal and num_styles > 1:
+      result["styles"] = np.stack([forward["images"]] + [
+          signatures.call(direction, config.batch_size, images=source,
+                          seed=_seeds(len(source), k, config.seed))["images"] for k in range(1, num_styles)])
+    out[direction] = result
+  return out
+
+
+def compute_metrics(outputs: dict, images: dict, extractor, config: EvaluateConfig, lpips_net=None) -> dict:
+  """Metric name -> float from `translate_both_ways` outputs and the real test images per domain."""
+  values = {}
+  real_features = {domain: extractor.pooled(images[domain]) for domain in ("a", "b")}
+  for direction, out in outputs.items():
+    fake = extractor.pooled(out["translated"])
+    real = real_features[direction[-1]]
+    values[f"kid_{direction}"], values[f"kid_std_{direction}"] = metrics.kid(
+        fake, real, config.kid_subsets, config.kid_subset_size, config.seed)
+    values[f"fid_{direction}"] = metrics.fid(fake, real)
+    values[f"cycle_l1_{direction}"] = metrics.cycle_l1(out["source"], out["cycled"])
+    values[f"cycle_psnr_{direction}"] = metrics.psnr(out["source"], out["cycled"])
+    if "styles" in out:
+      values[f"diversity_l1_{direction}"] = metrics.mean_pairwise_l1(out["styles"])
+      maps = [lpips_net.feature_maps(s) for s in out["styles"]]
+      k = len(maps)
+      values[f"diversity_lpips_{direction}"] = float(np.mean(
+          [metrics.lpips_like_distance(maps[i], maps[j]).mean() for i in range(k) for j in range(i + 1, k)]))
+  for name in ("kid", "fid", "cycle_l1", "cycle_psnr", "diversity_l1", "diversity_lpips"):
+    if f"{name}_a2b" in values:
+      values[name] = (values[f"{name}_a2b"] + values[f"{name}_b2a"]) / 2.0
+  return values
+
+
+def resolve_baseline(path: str | None) -> tuple[str | None, str]:
+  """(SavedModel dir or None, explanation) for `baseline_model_dir` (a SavedModel or a versioned model root)."""
+  if not path:
+    return None, "no baseline given"
+  if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    return path, f"baseline {path}"
+  versions = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
+  versions = [v for v in versions if os.path.isfile(os.path.join(path, str(v), "saved_model.pb"))]
+  if not versions:
+    return None, f"no baseline yet: {path} holds no pushed version (first push)"
+  latest = os.path.join(path, str(versions[-1]))
+  return latest, f"baseline {latest} (latest of {len(versions)} version(s))"
+
+
+def bless(values: dict, config: EvaluateConfig, baseline_values: dict | None, baseline_note: str) -> tuple:
+  """(blessed, reason): thresholds on the averages, then no-worse-than-baseline on `baseline_metric`."""
+  failures, passed = [], []
+  for name, limit, worse in (("kid", config.max_kid, np.greater), ("fid", config.max_fid, np.greater),
+                             ("cycle_l1", config.max_cycle_l1, np.greater),
+                             ("cycle_psnr", config.min_psnr, np.less)):
+    if limit is None:
+      continue
+    bound = "max" if worse is np.greater else "min"
+    text = f"{name} {values[name]:.6g} vs {bound} {limit:.6g}"
+    (failures if worse(values[name], limit) or not np.isfinite(values[name]) else passed).append(text)
+  if baseline_values is not None:
+    name, margin = config.baseline_metric, config.baseline_margin
+    candidate, base = values[name], baseline_values[name]
+    worse = candidate > base + margin if name in LOWER_IS_BETTER else candidate < base - margin
+    text = (f"{name} {candidate:.6g} vs {baseline_note}: {base:.6g} "
+            f"({'lower' if name in LOWER_IS_BETTER else 'higher'} is better, margin {margin:.6g})")
+    (failures if worse else passed).append(text)
+  else:
+    passed.append(baseline_note)
+  if failures:
+    return False, "; ".join(failures)
+  return True, "; ".join(passed) if passed else "no thresholds or baseline given"
+
+
+_JET = np.array([[0, 0, 0.5], [0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0], [0.5, 0, 0]])
+
+
+def heatmap_to_rgb(heatmap: np.ndarray) -> np.ndarray:
+  """[N, H, W] in [0, 1] -> uint8 [N, H, W, 3] with a jet-like colormap (blue = 0, red = 1)."""
+  position = np.clip(heatmap, 0.0, 1.0) * (len(_JET) - 1)
+  low = np.floor(position).astype(int).clip(0, len(_JET) - 2)
+  frac = (position - low)[..., None]
+  return np.round(255 * ((1 - frac) * _JET[low] + frac * _JET[low + 1])).astype(np.uint8)
+
+
+def _rows(out: dict, columns: int) -> list:
+  """Labelled uint8 [columns, H, W, 3] rows of one direction's sample grid."""
+  rows = [("input", out["source"]), ("translation", out["translated"]), ("cycle reconstruction", out["cycled"])]
+  if "attention" in out:
+    rows.append(("attention (CAM heatmap)", heatmap_to_rgb(out["attention"])))
+  for k, styled in enumerate(out.get("styles", [])[1:], start=2):
+    rows.append((f"random style {k}", styled))
+  return [(label, images[:columns]) for label, images in rows]
+
+
+def write_grids(outputs: dict, output_dir: str, columns: int) -> list:
+  """Writes grid_<d>.png and rows/<d>_<i>.png; returns report sections [(heading, [(label, relative path)])]."""
+  sections = []
+  os.makedirs(os.path.join(output_dir, "rows"), exist_ok=True)
+  for direction, out in outputs.items():
+    rows = _rows(out, columns)
+    strips = [np.concatenate(list(images), axis=1) for _, images in rows]
+    Image.fromarray(np.concatenate(strips, axis=0)).save(os.path.join(output_dir, f"grid_{direction}.png"))
+    entries = []
+    for i, ((label, _), strip) in enumerate(zip(rows, strips)):
+      relative = os.path.join("rows", f"{direction}_{i:02d}.png")
+      Image.fromarray(strip).save(os.path.join(output_dir, relative))
+      entries.append((label, relative))
+    sections.append((f"{direction} ({direction[0]} -> {direction[-1]})", entries))
+  return sections
+
+
+def run(config: EvaluateConfig) -> EvaluateResult:
+  """Evaluates `config.model_dir` on the test split; writes metrics, grids, report and the blessing."""
+  family, model_config, model, step = train_lib.load_trained_model(config.model_dir)
+  size = int(model_config.image_size)
+  images = {d: load_test_images(config.data_dir, d, size, config.num_images) for d in ("a", "b")}
+  extractor = metrics.build_feature_extractor(config.feature_extractor, config.inception_weights)
+  candidate = Signatures.of_model(model, family.name)
+  lpips_net = None
+  if candidate.multimodal:
+    lpips_net = extractor if isinstance(extractor, metrics.HedVgg16Features) else metrics.HedVgg16Features()
+  outputs = translate_both_ways(candidate, images, config, config.num_styles if candidate.multimodal else 1)
+  values = compute_metrics(outputs, images, extractor, config, lpips_net)
+
+  baseline_path, baseline_note = resolve_baseline(config.baseline_model_dir)
+  baseline_values = None
+  if baseline_path:
+    baseline_values = compute_metrics(translate_both_ways(Signatures.of_saved_model(baseline_path), images, config),
+                                      images, extractor, config)
+  blessed, reason = bless(values, config, baseline_values, baseline_note)
+
+  os.makedirs(config.output_dir, exist_ok=True)
+  notes = [f"{family.name} ({model_config.__class__.__name__}), training step {step}, {len(images['a'])} + "
+           f"{len(images['b'])} test images of {size}x{size}.",
+           f"KID/FID features: {extractor.name}; "
+           + ("comparable with published numbers (InceptionV3)." if extractor.comparable_with_papers else
+              "NOT comparable with published numbers (offline HED VGG16 features, no InceptionV3 weights)."),
+           "cycle_l1 in model units ([-1, 1] images); cycle_psnr in dB on uint8 images."]
+  if candidate.multimodal:
+    notes.append(f"MUNIT diversity over {config.num_styles} random styles per input: mean pairwise L1 (model "
+                 "units) and uncalibrated LPIPS on HED VGG16 features (not comparable with the paper's LPIPS).")
+  summary = {
+      "family": family.name, "training_step": step, "model_dir": os.path.abspath(config.model_dir),
+      "num_images": {d: int(len(v)) for d, v in images.items()}, "image_size": size,
+      "feature_extractor": extractor.name, "comparable_with_papers": extractor.comparable_with_papers,
+      "metrics": values, "baseline": {"path": baseline_path, "note": baseline_note, "metrics": baseline_values},
+      "thresholds": {"max_kid": config.max_kid, "max_fid": config.max_fid, "max_cycle_l1": config.max_cycle_l1,
+                     "min_psnr": config.min_psnr, "baseline_metric": config.baseline_metric,
+                     "baseline_margin": config.baseline_margin},
+      "blessed": blessed, "reason": reason, "notes": notes,
+  }
+  metrics_path = os.path.join(config.output_dir, "metrics.json")
+  with open(metrics_path, "w", encoding="utf-8") as f:
+    json.dump(summary, f, indent=2)
+  sections = write_grids(outputs, config.output_dir, config.grid_images)
+  report_path = report.write_report(
+      os.path.join(config.output_dir, "report.html"), title=f"Evaluation of {family.name} step {step}",
+      blessed=blessed, reason=reason, metrics=values, baseline=baseline_values, notes=notes, sections=sections)
+  write_blessing(config.output_dir, blessed, reason)
+  return EvaluateResult(output_dir=config.output_dir, metrics=values, blessed=blessed, reason=reason,
+                        metrics_path=metrics_path, report_path=report_path, baseline_metrics=baseline_values)
