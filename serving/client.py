@@ -169,7 +169,8 @@ class TranslationClient:
       time.sleep(0.2)
 
   # -- translation ---------------------------------------------------------------------------------------------
-  def _signature_inputs(self, signature_name: str) -> dict:
+  def signature_inputs(self, signature_name: str) -> dict:
+    """The inputs ({alias: {"dtype", "shape"}}) of one signature (metadata fetched once and cached)."""
     if self._signatures is None:
       self._signatures = self.metadata()["signatures"]
     if signature_name not in self._signatures:
@@ -183,7 +184,8 @@ class TranslationClient:
     Args:
       images_uint8: uint8 RGB [N, H, W, 3] (or one image [H, W, 3], sent as N = 1).
       direction: "a2b" or "b2a".
-      seed: MUNIT: an int or int64 [N]; the same seed gives the same style. Not allowed for a model whose
+      seed: MUNIT: an int (image i gets seed + i) or int64 [N]; the same seed gives the same style. When
+        omitted for a signature that takes a seed, random seeds are drawn. Not allowed for a model whose
         signature has no `seed` input.
       style: MUNIT: float32 [N, style_dim] (or [style_dim] for every image): uses `<direction>_style`.
       reference: MUNIT: uint8 [N, H', W', 3] (or [H', W', 3]) images of the target domain whose style to use:
@@ -214,8 +216,10 @@ class TranslationClient:
       signature, inputs = f"{direction}_reference", {"images": images, "reference": reference}
     else:
       signature, inputs = direction, {"images": images}
+      if seed is None and "seed" in self.signature_inputs(direction):
+        seed = np.random.default_rng().integers(0, 2**31, size=count, dtype=np.int64)
       if seed is not None:
-        if "seed" not in self._signature_inputs(direction):
+        if "seed" not in self.signature_inputs(direction):
           raise TranslationError(f"model {self.model_name!r} signature {direction!r} takes no seed: it is not "
                                  "multimodal (only MUNIT draws styles); drop the seed/--num_styles option")
         seed = np.asarray(seed, dtype=np.int64).reshape(-1)
@@ -225,7 +229,7 @@ class TranslationClient:
           raise ValueError(f"seed must be an int or {count} ints, got {seed.size}")
         inputs["seed"] = seed
     if signature != direction:
-      self._signature_inputs(signature)  # a clear error if the model does not export it
+      self.signature_inputs(signature)  # a clear error if the model does not export it
     return self.predict(signature, inputs)
 
 
@@ -266,8 +270,9 @@ def translate_files(client: TranslationClient, image_paths: list, output_dir: st
                     num_styles: int = 1, style_image: str | None = None, seed: int = 0) -> list:
   """The CLI's work: translates each file and writes PNGs; returns the written paths.
 
-  num_styles > 1 (MUNIT) writes one file per style seed `seed + k`; style_image (MUNIT) takes the style from
-  that image; U-GAT-IT's attention is written as <stem>_<direction>_attention.png.
+  A model whose signature takes a seed (MUNIT) gets seeds `seed + k`, k < num_styles (one file per style when
+  num_styles > 1); num_styles > 1 on any other model is an error. style_image (MUNIT) takes the style from
+  that image. U-GAT-IT's attention is written as <stem>_<direction>_attention.png.
   """
   if num_styles < 1:
     raise ValueError(f"--num_styles must be >= 1, got {num_styles}")
@@ -283,6 +288,8 @@ def translate_files(client: TranslationClient, image_paths: list, output_dir: st
       runs = [("", client.translate(image, direction, reference=reference))]
     elif num_styles > 1:
       runs = [(f"_style{k}", client.translate(image, direction, seed=seed + k)) for k in range(num_styles)]
+    elif "seed" in client.signature_inputs(direction):
+      runs = [("", client.translate(image, direction, seed=seed))]
     else:
       runs = [("", client.translate(image, direction))]
     for suffix, result in runs:

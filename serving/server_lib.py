@@ -23,6 +23,8 @@ from serving.model_manager import ModelManager
 from serving.servable import Servable
 
 UNLIMITED_MESSAGE_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+# No SO_REUSEPORT: a port already in use must fail loudly, not be shared with another server.
+_SERVER_OPTIONS = UNLIMITED_MESSAGE_OPTIONS + [("grpc.so_reuseport", 0)]
 SIGNATURE_DEF_FIELD = "signature_def"
 
 _STATE_ENUM = get_model_status_pb2.ModelVersionStatus.State
@@ -186,7 +188,7 @@ class ModelServer:
     self.manager.set_models(self._initial_models())
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self.config.grpc_max_threads,
                                                                thread_name_prefix="grpc"),
-                         options=UNLIMITED_MESSAGE_OPTIONS)
+                         options=_SERVER_OPTIONS)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), server)
     address = f"{self.config.host}:{self.config.port}"

@@ -66,6 +66,10 @@ def test_translate_files_writes_one_png_per_input_style_and_attention(server, ph
   with client_lib.TranslationClient(server.target, "munit") as munit:
     written = client_lib.translate_files(munit, [str(photos / "alpha.png")], str(tmp_path / "munit"), num_styles=3)
     assert [os.path.basename(p) for p in written] == [f"alpha_a2b_style{k}.png" for k in range(3)]
+    single = client_lib.translate_files(munit, [str(photos / "alpha.png")], str(tmp_path / "one"), seed=3)
+    again = client_lib.translate_files(munit, [str(photos / "alpha.png")], str(tmp_path / "two"), seed=3)
+    assert [os.path.basename(p) for p in single] == ["alpha_a2b.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(single[0])), np.asarray(Image.open(again[0])))
     referenced = client_lib.translate_files(munit, [str(photos / "alpha.png")], str(tmp_path / "ref"),
                                             style_image=str(photos / "rotated.jpg"))
     assert [os.path.basename(p) for p in referenced] == ["alpha_a2b.png"]

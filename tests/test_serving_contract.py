@@ -236,6 +236,8 @@ def test_translation_client_munit_and_ugatit(server):
     assert first["style"].shape == (2, 2) and not np.array_equal(first["style"], other["style"])
     styled = munit.translate(images, "a2b", style=first["style"])
     np.testing.assert_array_equal(styled["images"], first["images"])
+    drawn = munit.translate(images, "a2b")  # the signature needs a seed: the client draws one
+    assert drawn["style"].shape == (2, 2)
     referenced = munit.translate(images, "a2b", reference=_images(1, 6, seed=1)[0])
     assert referenced["images"].shape == images.shape and referenced["style"].shape == (2, 2)
   with client_lib.TranslationClient(server.target, "ugatit") as ugatit:
@@ -290,6 +292,13 @@ def test_rest_predict_row_and_columnar_formats(server):
   assert status == 200
   decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(doc["predictions"][0]["b64"]))))
   np.testing.assert_array_equal(decoded, 255 - images[0])
+  rows = [{"images": images[i].tolist(), "seed": 3 + i} for i in range(2)]
+  status, doc = _http(server.rest_url + "/v1/models/munit:predict", {"signature_name": "a2b", "instances": rows})
+  assert status == 200 and len(doc["predictions"]) == 2
+  row_styles = [p["style"] for p in doc["predictions"]]
+  status, doc = _http(server.rest_url + "/v1/models/munit:predict",
+                      {"signature_name": "a2b", "inputs": {"images": images.tolist(), "seed": [3, 4]}})
+  assert status == 200 and doc["outputs"]["style"] == row_styles and len(row_styles[0]) == 2
   status, doc = _http(base + ":predict", {"signature_name": "nope", "instances": images.tolist()})
   assert status == 400 and doc["error"] == 'Serving signature name: "nope" not found in signature def'
   status, doc = _http(base + "/versions/9:predict", {"instances": images.tolist()})
