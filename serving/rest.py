@@ -192,7 +192,9 @@ class RestServer:
   """ThreadingHTTPServer on (host, port) in a daemon thread; `port` is the bound port; stop() shuts it down."""
 
   def __init__(self, manager, host: str, port: int):
-    handler = _make_handler(manager)
+    self._in_flight = 0
+    self._idle = threading.Condition()
+    handler = _make_handler(manager, self._track)
     try:
       self._httpd = http.server.ThreadingHTTPServer((host, port), handler)
     except OSError as e:
@@ -203,13 +205,20 @@ class RestServer:
     self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest", daemon=True)
     self._thread.start()
 
-  def stop(self) -> None:
-    """Stops serving and closes the socket."""
+  def _track(self, delta: int) -> None:
+    with self._idle:
+      self._in_flight += delta
+      self._idle.notify_all()
+
+  def stop(self, grace: float = 30.0) -> None:
+    """Stops accepting connections, waits up to `grace` s for requests being answered, closes the socket."""
     self._httpd.shutdown()
+    with self._idle:
+      self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace)
     self._httpd.server_close()
 
 
-def _make_handler(manager):
+def _make_handler(manager, track):
   class Handler(http.server.BaseHTTPRequestHandler):
     """Dispatches TF Serving's REST routes; every failure is a JSON {"error": ...} with the mapped status."""
 
@@ -228,9 +237,17 @@ def _make_handler(manager):
       self.wfile.write(body)
 
     def _dispatch(self, method: str) -> None:
-      body = b""
+      track(+1)
+      try:
+        self._answer(method)
+      finally:
+        track(-1)
+
+    def _answer(self, method: str) -> None:
       try:
         length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+          raise ServingError(_INVALID, f"Malformed request: Content-Length {length}")
         body = self.rfile.read(length) if length else b""
         match = _ROUTE.match(self.path.split("?", 1)[0])
         if match is None or (method == "GET") != (match["method"] is None):

@@ -242,7 +242,7 @@ class ModelServer:
     self._stop_event.set()
     grace = self.config.drain_timeout_seconds if grace is None else grace
     if self._rest is not None:
-      self._rest.stop()
+      self._rest.stop(grace)
     if self._grpc_server is not None:
       self._grpc_server.stop(grace).wait()
     for thread in self._threads:

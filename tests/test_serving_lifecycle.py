@@ -7,10 +7,12 @@ needs a real child process.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import shutil
 import threading
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -235,19 +237,29 @@ def test_batch_scheduler_pads_to_allowed_sizes_and_refuses_when_full():
 
 
 @pytest.mark.slow
-def test_sigterm_drains_the_in_flight_request_then_exits_0(tmp_path, versions):
+def test_sigterm_drains_in_flight_grpc_and_rest_requests_then_exits_0(tmp_path, versions):
   base = str(tmp_path / "toy")
   os.makedirs(base)
   _publish(versions[1], base, 1)
-  proc = process.ServerProcess(["--model_name=toy", f"--model_base_path={base}"], process.free_port())
+  rest_port = process.free_port()
+  proc = process.ServerProcess(["--model_name=toy", f"--model_base_path={base}", f"--rest_api_port={rest_port}"],
+                               process.free_port())
+  def rest_sleep():
+    request = urllib.request.Request(f"http://127.0.0.1:{rest_port}/v1/models/toy:predict", method="POST",
+                                     data=json.dumps({"signature_name": "sleep", "inputs": 3.0}).encode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+      return json.loads(response.read())["outputs"]
   with proc:
     with client_lib.TranslationClient(proc.target, "toy", retries=0) as client:
       client.wait_until_available(60)
       calls = lambda: int(client.predict("calls_made", {})["calls"])
       before = calls()
-      with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(client.predict, "sleep", {"seconds": np.float64(2.0)})
-        assert _wait_for(lambda: calls() > before), "the slow request never started"
+      with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        # REST sleeps longer than gRPC: it must be drained on its own, not just outlived by the gRPC drain.
+        slow_grpc = pool.submit(client.predict, "sleep", {"seconds": np.float64(1.5)})
+        slow_rest = pool.submit(rest_sleep)
+        assert _wait_for(lambda: calls() >= before + 2), "the slow requests never started"
         proc.terminate()
-        assert float(slow.result(timeout=60)["slept"]) >= 2.0
+        assert float(slow_grpc.result(timeout=60)["slept"]) >= 1.5
+        assert float(slow_rest.result(timeout=60)) >= 3.0
       assert proc.process.wait(60) == 0
