@@ -1,0 +1,187 @@
+"""Generator forward-pass speed (MUNIT a2b, UNIT a2b) against this machine's float32 matmul ceiling, beside
+the official PyTorch generators.
+
+  python -m benchmarks.bench_generators [--families=munit,unit] [--image_size=256] [--runs=5]
+
+In one run it measures
+  * the ceiling: best GFLOP/s of a compiled 2048x2048x2048 float32 `tf.matmul` (2 n^3 FLOPs), measured
+    before and after every generator and the best kept (other load on the machine lowers it, never raises it);
+  * per family, the paper-preset a2b translation of one `[1, S, S, 3]` image as a compiled `tf.function`
+    (median of `--runs` after warm-up); its FLOPs are counted exactly from the traced graph
+    (Conv2D: 2 * |output| * kh * kw * C_in, transposed conv: 2 * |input| * kh * kw * C_out, MatMul: 2 m k n);
+  * the official generator (NVlabs/MUNIT AdaINGen encode + decode, mingyuliutw/UNIT version_02 COCOResGen
+    forward_a2b) in CPU PyTorch, as a subprocess of /tmp/torchvenv/bin/python on a script generated here from
+    the mirrored repositories; that column is skipped with a message when the venv or a mirror is absent.
+Prints a Markdown table (GFLOP/s, % of the ceiling, torch ms).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+import models
+
+TORCH_PYTHON = "/tmp/torchvenv/bin/python"
+MIRRORS = {"munit": ("/work/.mirror/NVlabs+MUNIT/repo", "HEAD", ["networks.py"]),
+           "unit": ("/work/.mirror/mingyuliutw+UNIT/repo", "version_02",
+                    ["src/trainers/cocogan_nets.py", "src/trainers/common_net.py", "src/trainers/init.py"])}
+
+TORCH_SCRIPT = r'''
+import json, statistics, sys, time, types
+sys.path.insert(0, sys.argv[1])
+try:
+  import cv2  # noqa: F401
+except ImportError:
+  sys.modules["cv2"] = types.ModuleType("cv2")  # only UNIT's GaussianSmoother (COCOMsDis) uses it
+import torch
+family, size, runs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.manual_seed(0)
+x = torch.rand(1, 3, size, size) * 2 - 1
+if family == "munit":
+  from networks import AdaINGen
+  params = dict(dim=64, mlp_dim=256, style_dim=8, activ="relu", n_downsample=2, n_res=4, pad_type="reflect")
+  gen_a, gen_b = AdaINGen(3, params).eval(), AdaINGen(3, params).eval()
+  style = torch.randn(1, 8, 1, 1)
+  fn = lambda: gen_b.decode(gen_a.encode(x)[0], style)
+else:
+  from unit_pkg.cocogan_nets import COCOResGen
+  gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=64, n_enc_front_blk=3, n_enc_res_blk=3,
+                        n_enc_shared_blk=1, n_gen_shared_blk=1, n_gen_res_blk=3, n_gen_front_blk=3)).eval()
+  fn = lambda: gen.forward_a2b(x)[0]
+times = []
+with torch.no_grad():
+  for _ in range(2):
+    fn()
+  for _ in range(runs):
+    t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+print(json.dumps({"median_s": statistics.median(times), "threads": torch.get_num_threads(),
+                  "version": torch.__version__}))
+'''
+
+flags.DEFINE_list("families", ["munit", "unit"], "Families whose paper-preset generator is measured.")
+flags.DEFINE_integer("image_size", 256, "Square input size (multiple of 4).")
+flags.DEFINE_integer("runs", 5, "Timed runs (median) after warm-up.")
+
+
+def matmul_ceiling(n: int = 2048, runs: int = 10) -> float:
+  """Best GFLOP/s of a compiled float32 n x n x n matmul on this machine."""
+  a = tf.random.stateless_normal([n, n], seed=[1, 2])
+  b = tf.random.stateless_normal([n, n], seed=[3, 4])
+  fn = tf.function(lambda x, y: tf.matmul(x, y))
+  fn(a, b).numpy()
+  best = float("inf")
+  for _ in range(runs):
+    t = time.perf_counter()
+    fn(a, b).numpy()
+    best = min(best, time.perf_counter() - t)
+  return 2.0 * n ** 3 / best / 1e9
+
+
+def graph_flops(concrete_function) -> int:
+  """Multiply-add FLOPs (x2) of Conv2D, Conv2DBackpropInput (transposed conv) and MatMul ops in a traced graph."""
+  total = 0
+  for op in concrete_function.graph.get_operations():
+    if op.type == "Conv2D":
+      kh, kw, cin, _ = op.inputs[1].shape
+      total += 2 * int(np.prod(op.outputs[0].shape)) * kh * kw * cin
+    elif op.type == "Conv2DBackpropInput":
+      kh, kw, cout, _ = op.inputs[1].shape
+      total += 2 * int(np.prod(op.inputs[2].shape)) * kh * kw * cout
+    elif op.type in ("MatMul", "BatchMatMulV2"):
+      a, b = op.inputs[0].shape, op.inputs[1].shape
+      m = a[-1] if op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x") else a[-2]
+      k = a[-2] if op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x") else a[-1]
+      n = b[-2] if op.get_attr("transpose_b" if op.type == "MatMul" else "adj_y") else b[-1]
+      total += 2 * int(np.prod(a[:-2])) * m * k * n if len(a) > 2 else 2 * m * k * n
+  return int(total)
+
+
+def measure_tf(family_name: str, image_size: int, runs: int) -> dict:
+  """Median seconds and FLOPs of the paper generator's compiled a2b translation of one image."""
+  family = models.get_family(family_name)
+  config = models.get_config(family_name, "paper", image_size=image_size)
+  model = family.build_model(config)
+  x = tf.random.stateless_uniform([1, image_size, image_size, 3], seed=[5, 6], minval=-1.0, maxval=1.0)
+  if family_name == "munit":
+    style = tf.random.stateless_normal([1, config.style_dim], seed=[7, 8])
+    fn = tf.function(lambda images: model.translate(images, "a2b", style=style)["images"])
+  else:
+    fn = tf.function(lambda images: model.translate(images, "a2b")["images"])
+  flops = graph_flops(fn.get_concrete_function(tf.TensorSpec(x.shape, tf.float32)))
+  for _ in range(2):
+    fn(x).numpy()
+  times = []
+  for _ in range(runs):
+    t = time.perf_counter()
+    fn(x).numpy()
+    times.append(time.perf_counter() - t)
+  return {"median_s": statistics.median(times), "flops": flops}
+
+
+def measure_torch(family_name: str, image_size: int, runs: int) -> dict | str:
+  """Median seconds of the official PyTorch generator, or a message saying why it was skipped."""
+  if not os.path.exists(TORCH_PYTHON):
+    return f"skipped: {TORCH_PYTHON} not found"
+  repo, rev, paths = MIRRORS[family_name]
+  if not os.path.isdir(repo):
+    return f"skipped: mirror {repo} not found"
+  with tempfile.TemporaryDirectory() as tmp:
+    target = tmp if family_name == "munit" else os.path.join(tmp, "unit_pkg")
+    os.makedirs(target, exist_ok=True)
+    if family_name == "unit":
+      open(os.path.join(target, "__init__.py"), "w").close()
+    for path in paths:
+      source = subprocess.run(["git", "-C", repo, "show", f"{rev}:{path}"], capture_output=True, text=True)
+      if source.returncode != 0:
+        return f"skipped: cannot read {path} from {repo}: {source.stderr.strip()}"
+      with open(os.path.join(target, os.path.basename(path)), "w") as f:
+        f.write(source.stdout)
+    script = os.path.join(tmp, "bench_torch.py")
+    with open(script, "w") as f:
+      f.write(TORCH_SCRIPT)
+    proc = subprocess.run([TORCH_PYTHON, script, tmp, family_name, str(image_size), str(runs)],
+                          capture_output=True, text=True, timeout=1800)
+  if proc.returncode != 0:
+    return f"skipped: torch run failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}"
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+  del argv
+  ceilings = [matmul_ceiling()]
+  rows = []
+  for family_name in FLAGS.families:
+    tf_result = measure_tf(family_name, FLAGS.image_size, FLAGS.runs)
+    ceilings.append(matmul_ceiling())
+    rows.append((family_name, tf_result, measure_torch(family_name, FLAGS.image_size, FLAGS.runs)))
+  ceiling = max(ceilings)
+  print(f"matmul ceiling (float32 2048^3, tf, {os.cpu_count()} CPUs): {ceiling:.1f} GFLOP/s "
+        f"(best of {', '.join(f'{c:.1f}' for c in ceilings)})\n")
+  print("| generator (paper, a2b) | input | GFLOP | TF ms | TF GFLOP/s | % of ceiling | torch ms | torch GFLOP/s |")
+  print("|---|---|---|---|---|---|---|---|")
+  for family_name, tf_result, torch_result in rows:
+    gflop = tf_result["flops"] / 1e9
+    tf_rate = gflop / tf_result["median_s"]
+    if isinstance(torch_result, dict):
+      torch_cols = f"{torch_result['median_s'] * 1e3:.0f} | {gflop / torch_result['median_s']:.1f}"
+    else:
+      torch_cols = f"{torch_result} | -"
+      print(torch_result, file=sys.stderr)
+    print(f"| {family_name} | 1x{FLAGS.image_size}x{FLAGS.image_size}x3 | {gflop:.1f} | "
+          f"{tf_result['median_s'] * 1e3:.0f} | {tf_rate:.1f} | {100 * tf_rate / ceiling:.0f}% | {torch_cols} |")
+
+
+FLAGS = flags.FLAGS
+
+if __name__ == "__main__":
+  app.run(main)
