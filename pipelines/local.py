@@ -43,6 +43,16 @@ flags.DEFINE_integer("min_images", None, "validate: fewest train images accepted
 flags.DEFINE_float("max_reject_fraction", None, "validate: largest accepted share of rejected files.")
 flags.DEFINE_integer("load_size", None, "ingest: shorter side of stored images (default: 286/256 of "
                      "--image_size when given, else ingest's default).")
+flags.DEFINE_integer("eval_images", None, "evaluate: at most this many test images per domain (default: all).")
+flags.DEFINE_float("max_kid", None, "evaluate: bless only if the mean KID is at most this.")
+flags.DEFINE_float("max_fid", None, "evaluate: bless only if the mean FID is at most this.")
+flags.DEFINE_float("max_cycle_l1", None, "evaluate: bless only if the mean cycle L1 ([-1, 1] units) is at most this.")
+flags.DEFINE_float("min_psnr", None, "evaluate: bless only if the mean cycle PSNR (dB) is at least this.")
+flags.DEFINE_boolean("compare_with_served", False, "evaluate: bless only if not worse than the newest version "
+                     "already in <serving_root>/<model_name> (--baseline_metric, --baseline_margin); the first "
+                     "push has no baseline. The served versions are not part of the cache key.")
+flags.DEFINE_string("baseline_metric", None, "evaluate: kid, fid, cycle_l1 or cycle_psnr (default: kid).")
+flags.DEFINE_float("baseline_margin", None, "evaluate: how much worse than the baseline is still blessed.")
 flags.DEFINE_multi_string("set", [], "STAGE.FIELD=VALUE: any other field of a stage's config.")
 flags.DEFINE_boolean("cache", True, "Reuse the outputs of earlier executions with the same fingerprint "
                      "(--nocache re-executes every stage).")
@@ -84,15 +94,25 @@ def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeli
     runtime_options["train"][name] = FLAGS[name].value
   for name in TRAIN_PARAMETER_FLAGS:
     stage_options.setdefault("train", {}).setdefault(name, FLAGS[name].value)
-  for stage, name in (("validate", "min_images"), ("validate", "max_reject_fraction"),
-                      ("ingest", "load_size"), ("push", "keep_versions")):
+  for stage, name, field in (("validate", "min_images", "min_images"),
+                             ("validate", "max_reject_fraction", "max_reject_fraction"),
+                             ("ingest", "load_size", "load_size"), ("push", "keep_versions", "keep_versions"),
+                             ("evaluate", "eval_images", "num_images"), ("evaluate", "max_kid", "max_kid"),
+                             ("evaluate", "max_fid", "max_fid"), ("evaluate", "max_cycle_l1", "max_cycle_l1"),
+                             ("evaluate", "min_psnr", "min_psnr"), ("evaluate", "baseline_metric", "baseline_metric"),
+                             ("evaluate", "baseline_margin", "baseline_margin")):
     if FLAGS[name].value is not None:
-      stage_options.setdefault(stage, {})[name] = FLAGS[name].value
+      stage_options.setdefault(stage, {}).setdefault(field, FLAGS[name].value)
+  pipeline_root = overrides.get("pipeline_root", FLAGS.pipeline_root)
+  serving_root = overrides.get("serving_root") or FLAGS.serving_root or os.path.join(pipeline_root, "serving")
+  if FLAGS.compare_with_served:
+    stage_options.setdefault("evaluate", {}).setdefault(
+        "baseline_model_dir", os.path.join(serving_root, FLAGS.model_name or FLAGS.model))
   model_overrides = {name: FLAGS[name].value for name in train_entry.MODEL_FLAGS
                      if name != "image_size" and FLAGS[name].value is not None}
   values = dict(
-      pipeline_root=FLAGS.pipeline_root,
-      serving_root=FLAGS.serving_root or os.path.join(FLAGS.pipeline_root, "serving"),
+      pipeline_root=pipeline_root,
+      serving_root=serving_root,
       domain_a=FLAGS.domain_a, domain_b=FLAGS.domain_b, dataset_dir=FLAGS.dataset_dir,
       model=FLAGS.model, preset=FLAGS.preset, image_size=FLAGS.image_size, steps=FLAGS.steps,
       model_overrides=model_overrides, model_name=FLAGS.model_name,

@@ -9,7 +9,8 @@ For each stage, in order:
      whose latest same-fingerprint execution was interrupted or failed continues in THAT directory, so the
      trainer picks up its checkpoint;
   5. the result's fields become the execution's outputs; an exception marks it FAILED with the message,
-     the remaining stages SKIPPED and the run FAILED.
+     the remaining stages SKIPPED and the run FAILED. A result with a truthy `stopped_by` (training that
+     checkpointed and stopped on SIGTERM/SIGINT) counts as interrupted: FAILED, and resumed next time.
 A run killed from outside (SIGKILL) leaves RUNNING rows; the next run marks them FAILED first
 (`LineageStore.mark_abandoned`), so starting the same command again continues from the stage that broke.
 
@@ -97,10 +98,14 @@ def _outputs_exist(execution: lineage_lib.Execution) -> bool:
              for v in execution.outputs.values() if isinstance(v, str) and os.path.isabs(v))
 
 
+class StageInterrupted(RuntimeError):
+  """A stage returned early because it was asked to stop (its result has a truthy `stopped_by`)."""
+
+
 def _error_message(exc: BaseException) -> str:
   # StageError and ValueError messages are written for the user; anything else keeps its traceback tail.
   from components.errors import StageError  # pylint: disable=import-outside-toplevel
-  if isinstance(exc, StageError):
+  if isinstance(exc, (StageError, StageInterrupted)):
     return str(exc)
   return f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
 
@@ -203,6 +208,10 @@ class _Runner:
       self.store.update_execution(execution_id, parameters={**parameters, "config": to_jsonable(config)})
       result = stage.executor()(config)
       outputs = {**to_jsonable(result if result is not None else {}), "output_dir": output_dir}
+      if getattr(result, "stopped_by", None):  # e.g. training saved a checkpoint and stopped on SIGTERM
+        raise StageInterrupted(
+            f"stopped by {result.stopped_by} before finishing (state saved in {output_dir}); run the same "
+            "command again to continue from there")
       self.store.finish_execution(execution_id, lineage_lib.COMPLETE, outputs=outputs)
       self.done[stage.name] = self.store.execution(execution_id)
       seconds = time.time() - start

@@ -95,3 +95,11 @@ def test_wiring_matches_the_stage_configs(tmp_path, stage_name):
     assert values[stage.output_field] == "/out/dir"
   for field, value in {**stage.parameters, **stage.runtime}.items():
     assert values[field] == value
+
+
+def test_local_cli_says_what_is_missing(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "pipelines.local", "--model=munit", f"--pipeline_root={tmp_path}/r"],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+  assert out.returncode != 0
+  assert "no data: give --dataset_dir" in out.stderr
+  assert not os.path.exists(tmp_path / "r")

@@ -53,6 +53,7 @@ class CountConfig:
   model_dir: str
   steps: int = 5
   fail_at: int | None = None
+  stop_at: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,7 @@ class CountResult:
   start_step: int
   step: int
   checkpoint: str
+  stopped_by: str | None = None
 
 
 def run_count(config: CountConfig) -> CountResult:
@@ -72,6 +74,8 @@ def run_count(config: CountConfig) -> CountResult:
       f.write(str(step))
     if step == config.fail_at:
       raise StageError(f"planted failure at step {step}: rerun without it to resume")
+    if step == config.stop_at:  # as components.train does on SIGTERM: state saved, result says why it stopped
+      return CountResult(config.model_dir, start, step, os.path.join(config.model_dir, "none"), "SIGTERM")
   checkpoint = os.path.join(config.model_dir, f"ckpt-{config.steps}")  # a prefix, like a TF checkpoint's
   with open(checkpoint + ".index", "w") as f:
     f.write("")
@@ -103,12 +107,12 @@ def run(config):
   return {SumConfig: run_sum, CountConfig: run_count, ReportConfig: run_report}[type(config)](config)
 
 
-def make_pipeline(root, source, *, factor=1, steps=5, fail_at=None):
+def make_pipeline(root, source, *, factor=1, steps=5, fail_at=None, stop_at=None):
   """sum(source) -> count (resumable) -> report(count, sum)."""
   return Pipeline("toy", str(root), (
       Stage("sum", MODULE, "SumConfig", {"source": Source(str(source))}, "output_dir", {"factor": factor}),
       Stage("count", MODULE, "CountConfig", {"total_path": Output("sum", "total_path")}, "model_dir",
-            {"steps": steps}, runtime={"fail_at": fail_at}, resumable=True),
+            {"steps": steps}, runtime={"fail_at": fail_at, "stop_at": stop_at}, resumable=True),
       Stage("report", MODULE, "ReportConfig", {"model_dir": Output("count", "model_dir"),
                                                "total_path": Output("sum", "total_path")}, "output_dir"),
   ))
@@ -149,7 +153,8 @@ def test_first_run_executes_everything_and_records_lineage(tmp_path, source):
         executions[0].outputs["total_path"])
     assert count.parameters["steps"] == 5 and count.parameters["config"]["fail_at"] is None
     assert count.outputs == {"model_dir": count.output_dir, "start_step": 0, "step": 5,
-                             "checkpoint": os.path.join(count.output_dir, "ckpt-5"), "output_dir": count.output_dir}
+                             "checkpoint": os.path.join(count.output_dir, "ckpt-5"), "stopped_by": None,
+                             "output_dir": count.output_dir}
     assert all(e.finished >= e.started and e.error is None and e.pid == os.getpid() for e in executions)
     assert store.runs()[-1].status == "COMPLETE" and store.runs()[-1].argv == ["toy"]
 
@@ -215,6 +220,16 @@ def test_failure_stops_the_run_and_the_next_run_resumes_in_place(tmp_path, sourc
     assert [r.status for r in store.runs()] == ["FAILED", "COMPLETE"]
     failed_row = store.execution(failed.report("count").execution_id)
     assert failed_row.status == "FAILED" and "planted failure" in failed_row.error
+
+
+def test_stage_stopped_by_a_signal_counts_as_interrupted(tmp_path, source):
+  root = tmp_path / "root"
+  stopped = runner.run_pipeline(make_pipeline(root, source, stop_at=4), log=_quiet)
+  assert _statuses(stopped) == ["COMPLETE", "FAILED", "SKIPPED"]
+  assert "stopped by SIGTERM" in stopped.report("count").error
+  resumed = runner.run_pipeline(make_pipeline(root, source), log=_quiet)
+  assert _statuses(resumed) == ["CACHED", "COMPLETE", "COMPLETE"]
+  assert resumed.report("count").outputs["start_step"] == 4
 
 
 def test_killed_execution_is_marked_failed_and_resumed(tmp_path, source):
