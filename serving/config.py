@@ -95,6 +95,8 @@ class ServerConfig:
   file_system_poll_wait_seconds: how often base paths are scanned for new versions (0 = once at start).
   batching: a BatchingConfig, or None for no batching.
   enable_model_warmup: replay assets.extra/tf_serving_warmup_requests before a version becomes available.
+  tensorflow_intra_op_parallelism / tensorflow_inter_op_parallelism: TF thread pools (0 = TF's choice); they
+    can only be set before TensorFlow has run anything in the process.
   """
 
   models: tuple = ()
@@ -109,6 +111,8 @@ class ServerConfig:
   num_request_iterations_for_warmup: int = 1
   grpc_max_threads: int = 64
   drain_timeout_seconds: float = 30.0
+  tensorflow_intra_op_parallelism: int = 0
+  tensorflow_inter_op_parallelism: int = 0
 
   def __post_init__(self):
     if not self.models and not self.model_config_file:

@@ -34,6 +34,8 @@ flags.DEFINE_string("batching_parameters_file", "", "BatchingParameters text pro
 flags.DEFINE_bool("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests at load.")
 flags.DEFINE_integer("num_request_iterations_for_warmup", 1, "Times each warmup request is replayed.")
 flags.DEFINE_integer("grpc_max_threads", 64, "Max gRPC server threads.")
+flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "Threads for one op (0 = auto).")
+flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "Ops run concurrently (0 = auto).")
 flags.DEFINE_float("drain_timeout_seconds", 30, "On SIGTERM, how long in-flight requests may take to finish.")
 
 
@@ -61,7 +63,9 @@ def main(argv):
         file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds, batching=batching,
         enable_model_warmup=FLAGS.enable_model_warmup,
         num_request_iterations_for_warmup=FLAGS.num_request_iterations_for_warmup,
-        grpc_max_threads=FLAGS.grpc_max_threads, drain_timeout_seconds=FLAGS.drain_timeout_seconds)
+        grpc_max_threads=FLAGS.grpc_max_threads, drain_timeout_seconds=FLAGS.drain_timeout_seconds,
+        tensorflow_intra_op_parallelism=FLAGS.tensorflow_intra_op_parallelism,
+        tensorflow_inter_op_parallelism=FLAGS.tensorflow_inter_op_parallelism)
     server = server_lib.ModelServer(config).start()
   except (ValueError, OSError) as e:
     print(f"serving.server: {e}", file=sys.stderr)

@@ -152,6 +152,20 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     return _handle(context, reload)
 
 
+def _set_tf_threads(intra: int, inter: int) -> None:
+  """Sizes TF's thread pools (0 keeps TF's default); ValueError if TF already started in this process."""
+  if not intra and not inter:
+    return
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  try:
+    if intra:
+      tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+      tf.config.threading.set_inter_op_parallelism_threads(inter)
+  except RuntimeError as e:
+    raise ValueError(f"cannot size TensorFlow's thread pools now ({e}); set them before anything runs") from None
+
+
 class ModelServer:
   """The whole server. start() -> serves; stop() -> drains and shuts down; wait() blocks until stopped.
 
@@ -185,6 +199,7 @@ class ModelServer:
 
   def start(self) -> "ModelServer":
     """Loads the models, then opens the gRPC (and REST) ports. Raises ValueError/ServingError on bad config."""
+    _set_tf_threads(self.config.tensorflow_intra_op_parallelism, self.config.tensorflow_inter_op_parallelism)
     self.manager.set_models(self._initial_models())
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self.config.grpc_max_threads,
                                                                thread_name_prefix="grpc"),
