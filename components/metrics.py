@@ -106,13 +106,25 @@ def frechet_distance(mu_x: np.ndarray, sigma_x: np.ndarray, mu_y: np.ndarray, si
 
 
 def fid(features_x: np.ndarray, features_y: np.ndarray) -> float:
-  """Frechet Inception Distance between feature sets x [N, D] and y [M, D] (N, M >= 2; unbiased covariances)."""
+  """Frechet Inception Distance between feature sets x [N, D] and y [M, D] (N, M >= 2; unbiased covariances).
+
+  With fewer images than feature dimensions (min(N, M) < D) the covariances have rank < D and the exact
+  shortcut Tr (S_x S_y)^(1/2) = ||X_c^T Y_c||_* / sqrt((N - 1)(M - 1)) (nuclear norm of the [N, M] cross-Gram
+  matrix of the centered features: S_x S_y has the same non-zero eigenvalues as (X_c Y_c^T)(Y_c X_c^T) / ..)
+  is used: an SVD of N x M instead of eigendecompositions of D x D.
+  """
   x = _check_features("features_x", features_x, 2)
   y = _check_features("features_y", features_y, 2)
   if x.shape[1] != y.shape[1]:
     raise ValueError(f"feature sizes differ: {x.shape} vs {y.shape}")
-  return frechet_distance(x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)), y.mean(0),
-                          np.atleast_2d(np.cov(y, rowvar=False)))
+  if min(len(x), len(y)) >= x.shape[1]:
+    return frechet_distance(x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)), y.mean(0),
+                            np.atleast_2d(np.cov(y, rowvar=False)))
+  xc, yc = x - x.mean(0), y - y.mean(0)
+  n, m = len(x), len(y)
+  trace_sqrt = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / np.sqrt((n - 1) * (m - 1))
+  return float(np.sum((x.mean(0) - y.mean(0)) ** 2) + np.sum(xc ** 2) / (n - 1) + np.sum(yc ** 2) / (m - 1)
+               - 2.0 * trace_sqrt)
 
 
 def psnr(x: np.ndarray, y: np.ndarray) -> float:

@@ -47,6 +47,14 @@ def test_fid_golden_for_diagonal_gaussians_and_zero_for_identical_sets():
   assert metrics.fid(a, b) == pytest.approx((1 - 3) ** 2 + (np.sqrt(2) - np.sqrt(8)) ** 2)
 
 
+def test_fid_few_images_shortcut_equals_the_covariance_formula():
+  rng = np.random.default_rng(5)
+  x, y = rng.normal(size=(6, 10)), rng.normal(size=(9, 10)) * 2 + 1  # fewer images than dimensions
+  full = metrics.frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+  assert metrics.fid(x, y) == pytest.approx(full, rel=1e-6)
+  assert metrics.fid(x, x) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_fid_rejects_mismatched_features_with_the_shapes():
   with pytest.raises(ValueError, match=r"\(3, 2\) vs \(3, 4\)"):
     metrics.fid(np.zeros((3, 2)), np.zeros((3, 4)))
