@@ -252,8 +252,8 @@ def test_translation_client_munit_and_ugatit(server):
 
 
 def _http(url, body=None):
-  request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
-                                   method="GET" if body is None else "POST")
+  data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+  request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
   try:
     with urllib.request.urlopen(request, timeout=30) as response:
       return response.status, json.loads(response.read())
@@ -303,3 +303,13 @@ def test_rest_predict_row_and_columnar_formats(server):
   assert status == 400 and doc["error"] == 'Serving signature name: "nope" not found in signature def'
   status, doc = _http(base + "/versions/9:predict", {"instances": images.tolist()})
   assert status == 404 and doc["error"] == "Servable not found for request: Specific(toy, 9)"
+
+
+def test_rest_malformed_requests_are_400_with_an_error(server):
+  base = server.rest_url + "/v1/models/toy"
+  for body in (b"{not json", {"signature_name": "a2b"}, {"instances": [[1, 2]], "inputs": [[1, 2]]},
+               {"signature_name": "a2b", "instances": "abc"}):
+    status, doc = _http(base + ":predict", body)
+    assert status == 400 and doc["error"], body
+  status, doc = _http(base + "/versions/x")
+  assert status in (400, 404) and doc["error"]
