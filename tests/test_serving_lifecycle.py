@@ -263,3 +263,17 @@ def test_sigterm_drains_in_flight_grpc_and_rest_requests_then_exits_0(tmp_path, 
         assert float(slow_grpc.result(timeout=60)["slept"]) >= 1.5
         assert float(slow_rest.result(timeout=60)) >= 3.0
       assert proc.process.wait(60) == 0
+
+
+def test_version_policies_pick_the_aspired_versions(tmp_path):
+  from serving.model_manager import aspired_versions, list_versions
+  for name in ("1", "2", "10", "tmp", ".tmp-11"):
+    (tmp_path / name).mkdir()
+  (tmp_path / "3").write_text("a file, not a version directory")
+  on_disk = list_versions(str(tmp_path))
+  assert sorted(on_disk) == [1, 2, 10]
+  assert aspired_versions(("latest", 1), on_disk) == {10}
+  assert aspired_versions(("latest", 2), on_disk) == {2, 10}
+  assert aspired_versions(("all",), on_disk) == {1, 2, 10}
+  assert aspired_versions(("specific", (1, 7)), on_disk) == {1}
+  assert list_versions(str(tmp_path / "missing")) == {}
