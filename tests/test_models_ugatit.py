@@ -315,6 +315,18 @@ def test_keras_save_load_round_trip(tiny_model, tmp_path):
       np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
+def test_tf_checkpoint_restores_every_variable(tiny_model, tmp_path):
+  # components.train checkpoints tf.train.Checkpoint(model=model): every variable must be reachable from
+  # attributes (TF does not follow Python lists of Keras 3 layers).
+  path = tf.train.Checkpoint(model=tiny_model).save(str(tmp_path / "ckpt"))
+  keras.utils.set_random_seed(99)
+  other = FAMILY.build_model(PRESETS["tiny"])
+  tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+  assert len(other.variables) == len(tiny_model.variables) == 138
+  for want, got in zip(tiny_model.variables, other.variables):
+    np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
+
+
 # ------------------------------------------------------------------------------------ model and training
 
 def test_translate_and_attention(tiny_model):

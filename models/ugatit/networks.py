@@ -67,6 +67,23 @@ def _run(layers, x, training=None):
   return x
 
 
+def _attach(owner, prefix: str, layers: list) -> tuple:
+  """Sets layers[i] as the attribute `<prefix>_<i>` of owner and returns the attribute names.
+
+  tf.train.Checkpoint (the trainer's checkpoints) does not follow Python lists of Keras 3 layers, only
+  attributes, so every layer is an attribute and the lists are rebuilt from the names (`_layers`).
+  """
+  names = tuple(f"{prefix}_{i}" for i in range(len(layers)))
+  for name, layer in zip(names, layers):
+    setattr(owner, name, layer)
+  return names
+
+
+def _layers(owner, names: tuple) -> list:
+  """The layers attached under `names` (see `_attach`)."""
+  return [getattr(owner, name) for name in names]
+
+
 def _build_sequence(layers, shape):
   """Builds a list of layers by walking static shapes; returns the output shape."""
   for layer in layers:
@@ -86,10 +103,18 @@ class ResnetBlock(keras.layers.Layer):
   def __init__(self, channels: int, **kwargs):
     super().__init__(**kwargs)
     self.channels = int(channels)
-    self.block1 = [ReflectionPadding2D(1, dtype=self.dtype_policy),
-                   _conv(channels, 3, 1, channels, False, "conv1", self.dtype_policy), instance_norm(name="in1")]
-    self.block2 = [ReflectionPadding2D(1, dtype=self.dtype_policy),
-                   _conv(channels, 3, 1, channels, False, "conv2", self.dtype_policy), instance_norm(name="in2")]
+    self._block_names = tuple(
+        _attach(self, f"block{i}", [ReflectionPadding2D(1, dtype=self.dtype_policy),
+                                    _conv(channels, 3, 1, channels, False, f"conv{i}", self.dtype_policy),
+                                    instance_norm(name=f"in{i}")]) for i in (1, 2))
+
+  @property
+  def block1(self) -> list:
+    return _layers(self, self._block_names[0])
+
+  @property
+  def block2(self) -> list:
+    return _layers(self, self._block_names[1])
 
   def build(self, input_shape):
     _build_sequence(self.block1 + self.block2, tuple(input_shape))
@@ -155,28 +180,59 @@ class Generator(keras.Model):
     self.ch, self.n_res, self.image_size, self.light = int(ch), int(n_res), int(image_size), bool(light)
     dt = self.dtype_policy
     c4 = 4 * ch
-    self.down_sampling = [[ReflectionPadding2D(3, dtype=dt), _conv(ch, 7, 1, 3, False, "down_conv0", dt),
-                           instance_norm(name="down_in0")]]
+    down = [[ReflectionPadding2D(3, dtype=dt), _conv(ch, 7, 1, 3, False, "down_conv0", dt),
+             instance_norm(name="down_in0")]]
     for i in range(2):
       mult = 2 ** i
-      self.down_sampling.append([ReflectionPadding2D(1, dtype=dt),
-                                 _conv(ch * mult * 2, 3, 2, ch * mult, False, f"down_conv{i + 1}", dt),
-                                 instance_norm(name=f"down_in{i + 1}")])
-    self.encoder_blocks = [ResnetBlock(c4, name=f"resblock{i + 1}", dtype=dt) for i in range(n_res)]
+      down.append([ReflectionPadding2D(1, dtype=dt),
+                   _conv(ch * mult * 2, 3, 2, ch * mult, False, f"down_conv{i + 1}", dt),
+                   instance_norm(name=f"down_in{i + 1}")])
+    self._down_names = tuple(_attach(self, f"down{i}", block) for i, block in enumerate(down))
+    self._encoder_names = _attach(self, "resblock", [ResnetBlock(c4, name=f"resblock{i + 1}", dtype=dt)
+                                                     for i in range(n_res)])
     self.cam = CAM(leaky_relu_slope=0.0, spectral_norm=False, kernel_initializer=torch_kernel_initializer(),
                    bias_initializer=torch_bias_initializer(2 * c4), name="cam", dtype=dt)
-    self.fc = [_dense(c4, "fc1", dt), _dense(c4, "fc2", dt)]
+    self._fc_names = _attach(self, "fc", [_dense(c4, "fc1", dt), _dense(c4, "fc2", dt)])
     self.gamma_fc = _dense(c4, "gamma", dt)
     self.beta_fc = _dense(c4, "beta", dt)
-    self.decoder_blocks = [ResnetAdaLINBlock(c4, name=f"adalin_resblock{i + 1}", dtype=dt)
-                           for i in range(n_res)]
-    self.up_sampling = []
+    self._decoder_names = _attach(self, "adalin_resblock", [
+        ResnetAdaLINBlock(c4, name=f"adalin_resblock{i + 1}", dtype=dt) for i in range(n_res)])
+    up = []
     for i in range(2):
       mult = 2 ** (2 - i)
-      self.up_sampling.append([ReflectionPadding2D(1, dtype=dt),
-                               _conv(ch * mult // 2, 3, 1, ch * mult, False, f"up_conv{i + 1}", dt),
-                               ILN(name=f"iln{i + 1}", dtype=dt)])
-    self.out = [ReflectionPadding2D(3, dtype=dt), _conv(3, 7, 1, ch, False, "out_conv", dt)]
+      up.append([ReflectionPadding2D(1, dtype=dt),
+                 _conv(ch * mult // 2, 3, 1, ch * mult, False, f"up_conv{i + 1}", dt),
+                 ILN(name=f"iln{i + 1}", dtype=dt)])
+    self._up_names = tuple(_attach(self, f"up{i}", block) for i, block in enumerate(up))
+    self._out_names = _attach(self, "out", [ReflectionPadding2D(3, dtype=dt),
+                                            _conv(3, 7, 1, ch, False, "out_conv", dt)])
+
+  @property
+  def down_sampling(self) -> list:
+    """[[pad, conv, IN]] x 3: the 7x7 input block and the two stride-2 blocks."""
+    return [_layers(self, names) for names in self._down_names]
+
+  @property
+  def encoder_blocks(self) -> list:
+    return _layers(self, self._encoder_names)
+
+  @property
+  def fc(self) -> list:
+    """The two FC layers of the gamma/beta MLP."""
+    return _layers(self, self._fc_names)
+
+  @property
+  def decoder_blocks(self) -> list:
+    return _layers(self, self._decoder_names)
+
+  @property
+  def up_sampling(self) -> list:
+    """[[pad, conv, ILN]] x 2 (each after a nearest x2 upsampling)."""
+    return [_layers(self, names) for names in self._up_names]
+
+  @property
+  def out(self) -> list:
+    return _layers(self, self._out_names)
 
   def _check_size(self, shape):
     """Raises ValueError for static input sizes this generator cannot take."""
@@ -267,17 +323,28 @@ class Discriminator(keras.Model):
       return keras.layers.SpectralNormalization(_conv(filters, 4, stride, in_channels, use_bias, name, dt),
                                                 name=f"sn_{name}", dtype=dt)
 
-    self.blocks = [[ReflectionPadding2D(1, dtype=dt), sn_conv(ch, 2, 3, True, "conv0")]]
+    blocks = [[ReflectionPadding2D(1, dtype=dt), sn_conv(ch, 2, 3, True, "conv0")]]
     for i in range(1, n_layers - 2):
       mult = 2 ** (i - 1)
-      self.blocks.append([ReflectionPadding2D(1, dtype=dt), sn_conv(ch * mult * 2, 2, ch * mult, True, f"conv{i}")])
+      blocks.append([ReflectionPadding2D(1, dtype=dt), sn_conv(ch * mult * 2, 2, ch * mult, True, f"conv{i}")])
     mult = 2 ** (n_layers - 3)
-    self.blocks.append([ReflectionPadding2D(1, dtype=dt),
-                        sn_conv(ch * mult * 2, 1, ch * mult, True, f"conv{n_layers - 2}")])
+    blocks.append([ReflectionPadding2D(1, dtype=dt),
+                   sn_conv(ch * mult * 2, 1, ch * mult, True, f"conv{n_layers - 2}")])
+    self._block_names = tuple(_attach(self, f"block{i}", block) for i, block in enumerate(blocks))
     c_cam = ch * 2 ** (n_layers - 2)
     self.cam = CAM(leaky_relu_slope=0.2, spectral_norm=True, kernel_initializer=torch_kernel_initializer(),
                    bias_initializer=torch_bias_initializer(2 * c_cam), name="cam", dtype=dt)
-    self.out = [ReflectionPadding2D(1, dtype=dt), sn_conv(1, 1, c_cam, False, "out_conv")]
+    self._out_names = _attach(self, "out", [ReflectionPadding2D(1, dtype=dt),
+                                            sn_conv(1, 1, c_cam, False, "out_conv")])
+
+  @property
+  def blocks(self) -> list:
+    """[[pad, spectral-normalized conv]] x (n_layers - 1), each followed by LeakyReLU(0.2) in call."""
+    return [_layers(self, names) for names in self._block_names]
+
+  @property
+  def out(self) -> list:
+    return _layers(self, self._out_names)
 
   def build(self, input_shape):
     shape = tuple(input_shape)
