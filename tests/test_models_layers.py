@@ -169,6 +169,24 @@ def test_conv_transpose_block_matches_torch_cropping():
   np.testing.assert_allclose(block(x)[0, :, :, 0].numpy(), full[1:5, 1:5])
 
 
+def test_conv_block_golden_reflect_pad_then_valid_conv():
+  x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+  block = L.ConvBlock(1, 3, 1, 1, "reflect", "none", "leaky_relu", 0.2)
+  block(x)
+  block.conv.kernel.assign(np.ones([3, 3, 1, 1], np.float32))
+  block.conv.bias.assign([-40.0])
+  padded = np.pad(x[0, :, :, 0], 1, mode="reflect")
+  conv = np.array([[padded[i:i + 3, j:j + 3].sum() for j in range(3)] for i in range(3)]) - 40.0
+  np.testing.assert_allclose(block(x)[0, :, :, 0].numpy(), np.where(conv > 0, conv, 0.2 * conv), rtol=1e-6)
+  zero = L.ConvBlock(1, 3, 2, 1, "zero", "none", "none")
+  zero(x)
+  zero.conv.kernel.assign(np.ones([3, 3, 1, 1], np.float32))
+  zero.conv.bias.assign([0.0])
+  padded = np.pad(x[0, :, :, 0], 1)  # torch Conv2d(padding=1, stride=2): symmetric zero padding
+  np.testing.assert_allclose(zero(x)[0, :, :, 0].numpy(),
+                             [[padded[i:i + 3, j:j + 3].sum() for j in (0, 2)] for i in (0, 2)])
+
+
 def test_conv_block_shapes_and_config():
   x = np.zeros([2, 16, 12, 3], np.float32)
   block = L.ConvBlock(8, 4, 2, 1, "reflect", "in", "relu")
@@ -200,9 +218,8 @@ def test_res_block_is_identity_plus_residual():
   x = RNG.normal(size=(1, 6, 6, 4)).astype(np.float32)
   block = L.ResBlock("zero")
   block(x)
-  for conv in (block.block2.conv,):
-    conv.kernel.assign(np.zeros_like(conv.kernel.numpy()))
-  # With the second conv zeroed its output is constant per channel, which instance norm maps to 0.
+  block.block2.conv.kernel.assign(np.zeros(block.block2.conv.kernel.shape, np.float32))
+  # With the second conv's kernel zeroed its output is its bias, constant per channel: instance norm maps it to 0.
   np.testing.assert_allclose(block(x).numpy(), x, atol=1e-5)
 
 
