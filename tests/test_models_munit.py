@@ -70,6 +70,8 @@ def test_translate_api(tiny):
   assert tiny.encode_style(_images(3, 40), "b").shape == (3, 8)
   with pytest.raises(ValueError, match="Unknown direction"):
     tiny.translate(x, "a2c")
+  with pytest.raises(ValueError, match="width to be a multiple of 4, got 34"):
+    tiny.translate(tf.zeros([1, 32, 34, 3]), "a2b")
   with pytest.raises(ValueError, match="Unknown domain"):
     tiny.encode_style(x, "c")
 

@@ -78,6 +78,8 @@ def test_translate_api_and_sample_rows(tiny):
   assert tiny.size_multiple == 4
   out = tiny.translate(x, "b2a")
   assert set(out) == {"images"} and out["images"].shape == (2, 44, 44, 3) and out["images"].dtype == tf.float32
+  with pytest.raises(ValueError, match="height to be a multiple of 4, got 30"):
+    tiny.translate(tf.zeros([1, 30, 32, 3]), "a2b")
   with pytest.raises(ValueError, match="takes no style"):
     tiny.translate(x, "a2b", style=tf.zeros([2, 8]))
   rows = FAMILY.sample_rows(tiny, _images(2), _images(2, seed=1))

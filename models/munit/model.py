@@ -84,6 +84,10 @@ class MUNITModel(keras.Model):
     """
     if direction not in DIRECTIONS:
       raise ValueError(f"Unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}.")
+    for axis, size in (("height", images.shape[1]), ("width", images.shape[2])):
+      if size is not None and size % self.size_multiple:
+        raise ValueError(f"MUNIT needs image {axis} to be a multiple of {self.size_multiple}, got {size}; "
+                         f"pad or resize the images.")
     source, target = (self.gen_a, self.gen_b) if direction == "a2b" else (self.gen_b, self.gen_a)
     content = source.content_encoder(images, training=training)
     if style is None:

@@ -75,6 +75,10 @@ class UNITModel(keras.Model):
     """`[B, H, W, 3]` -> {"images": `[B, H, W, 3]` float32 in [-1, 1]}; UNIT has no style input."""
     if direction not in DIRECTIONS:
       raise ValueError(f"Unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}.")
+    for axis, size in (("height", images.shape[1]), ("width", images.shape[2])):
+      if size is not None and size % self.size_multiple:
+        raise ValueError(f"UNIT needs image {axis} to be a multiple of {self.size_multiple}, got {size}; "
+                         f"pad or resize the images.")
     if style is not None:
       raise ValueError("UNIT translates deterministically and takes no style; pass style=None.")
     source, target = ("a", "b") if direction == "a2b" else ("b", "a")
