@@ -27,6 +27,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
+import models
 from components import train as train_entry  # defines the train stage's flags (model, strategy, settings)
 from pipelines import pipeline_lib
 
@@ -41,8 +42,8 @@ flags.DEFINE_string("model_name", None, "Name of the served model (default: the 
 flags.DEFINE_integer("keep_versions", None, "push: keep only the newest this many versions (default: all).")
 flags.DEFINE_integer("min_images", None, "validate: fewest train images accepted per domain.")
 flags.DEFINE_float("max_reject_fraction", None, "validate: largest accepted share of rejected files.")
-flags.DEFINE_integer("load_size", None, "ingest: shorter side of stored images (default: 286/256 of "
-                     "--image_size when given, else ingest's default).")
+flags.DEFINE_integer("load_size", None, "ingest: shorter side of stored images (default: 286/256 of the "
+                     "training image size, the papers' resize-then-crop ratio).")
 flags.DEFINE_integer("eval_images", None, "evaluate: at most this many test images per domain (default: all).")
 flags.DEFINE_float("max_kid", None, "evaluate: bless only if the mean KID is at most this.")
 flags.DEFINE_float("max_fid", None, "evaluate: bless only if the mean FID is at most this.")
@@ -110,11 +111,17 @@ def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeli
         "baseline_model_dir", os.path.join(serving_root, FLAGS.model_name or FLAGS.model))
   model_overrides = {name: FLAGS[name].value for name in train_entry.MODEL_FLAGS
                      if name != "image_size" and FLAGS[name].value is not None}
+  image_size = FLAGS.image_size
+  if image_size is None:  # the preset's, so that validate and ingest check and store the size training crops
+    try:
+      image_size = models.get_config(FLAGS.model, FLAGS.preset).image_size
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
   values = dict(
       pipeline_root=pipeline_root,
       serving_root=serving_root,
       domain_a=FLAGS.domain_a, domain_b=FLAGS.domain_b, dataset_dir=FLAGS.dataset_dir,
-      model=FLAGS.model, preset=FLAGS.preset, image_size=FLAGS.image_size, steps=FLAGS.steps,
+      model=FLAGS.model, preset=FLAGS.preset, image_size=image_size, steps=FLAGS.steps,
       model_overrides=model_overrides, model_name=FLAGS.model_name,
       stage_options=stage_options, runtime_options=runtime_options)
   values.update(overrides)
