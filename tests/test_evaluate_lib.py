@@ -59,13 +59,6 @@ def test_munit_evaluation_against_its_own_export_as_baseline(data_dir, tmp_path)
   assert all((tmp_path / "eval" / src).is_file() for src in images) and len(images) == 2 * 5
   assert (tmp_path / "eval" / "grid_a2b.png").is_file()
 
-  # Required to beat the (identical) baseline by 1 dB of cycle PSNR: not blessed, and the old BLESSED is gone.
-  worse = evaluate_lib.run(evaluate_lib.EvaluateConfig(
-      model_dir, data_dir, str(tmp_path / "eval"), num_styles=2, kid_subsets=2, num_images=3,
-      baseline_model_dir=export.path, baseline_metric="cycle_psnr", baseline_margin=-1.0))
-  assert not worse.blessed and "cycle_psnr" in worse.reason and "higher is better" in worse.reason
-  assert (tmp_path / "eval" / "NOT_BLESSED").exists() and not (tmp_path / "eval" / "BLESSED").exists()
-
 
 @pytest.mark.slow
 def test_ugatit_evaluation_renders_attention_and_fails_thresholds_with_reasons(data_dir, tmp_path):

@@ -86,6 +86,11 @@ def test_ugatit_full_rejects_other_sizes_naming_both_and_light_takes_any_size():
   out = tf.saved_model.load(light.path).signatures["b2a"](images=np.zeros((1, 26, 37, 3), np.uint8))
   assert out["images"].shape == (1, 26, 37, 3) and out["attention"].shape == (1, 26, 37)
   assert 0.0 <= float(tf.reduce_min(out["attention"])) and float(tf.reduce_max(out["attention"])) <= 1.0
+  jpeg = tf.io.encode_jpeg(np.full((20, 28, 3), 128, np.uint8)).numpy()
+  png = tf.io.encode_png(np.zeros((12, 8, 3), np.uint8)).numpy()  # a batch may mix formats and sizes
+  encoded = tf.saved_model.load(light.path).signatures["a2b_encoded"](image_bytes=tf.constant([jpeg, png]))
+  decoded = [tf.io.decode_png(b).numpy() for b in encoded["image_bytes"].numpy()]
+  assert [d.shape for d in decoded] == [(20, 28, 3), (12, 8, 3)]
 
 
 @pytest.mark.slow

@@ -143,3 +143,18 @@ def test_bad_config_and_non_savedmodel_are_stage_errors(saved_model, tmp_path):
     push_lib.PushConfig(saved_model, str(tmp_path), "a/b", str(tmp_path), str(tmp_path))
   with pytest.raises(StageError, match="no saved_model.pb"):
     push_lib.run(_config(str(tmp_path), tmp_path))
+
+
+def test_push_cli_reports_an_unblessed_model_and_exits_zero(saved_model, tmp_path):
+  eval_dir, infra_dir = _bless(tmp_path, evaluation=False)
+  proc = subprocess.run([sys.executable, "-m", "components.push", f"--model_dir={saved_model}",
+                         f"--serving_root={tmp_path / 'serving'}", "--model_name=m", f"--evaluation_dir={eval_dir}",
+                         f"--infra_validation_dir={infra_dir}"], cwd=os.path.dirname(os.path.dirname(__file__)),
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0 and "push: not pushed: evaluate did not bless it" in proc.stderr
+  proc = subprocess.run([sys.executable, "-m", "components.push", f"--model_dir={saved_model}",
+                         f"--serving_root={tmp_path / 'serving'}", "--model_name=m", "--keep_versions=0",
+                         f"--evaluation_dir={eval_dir}", f"--infra_validation_dir={infra_dir}"],
+                        cwd=os.path.dirname(os.path.dirname(__file__)), capture_output=True, text=True, timeout=120,
+                        check=False)
+  assert proc.returncode == 1 and "push: error: --keep_versions must be >= 1" in proc.stderr
