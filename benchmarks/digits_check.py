@@ -76,7 +76,7 @@ def build_data(work_dir: str, seed: int):
       for i, image in enumerate(images):
         Image.fromarray(image).save(os.path.join(folders, name, f"{i:05d}.png"))
     subprocess.run([sys.executable, "-m", "components.ingest", f"--dataset_dir={folders}",
-                    f"--output_dir={data_dir}"], check=True)
+                    f"--output_dir={data_dir}", f"--load_size={SIZE}"], check=True)
   return data_dir, {"a_test": a_img[TRAIN:TRAIN + TEST], "a_test_labels": a_lab[TRAIN:TRAIN + TEST],
                     "b_train": b_img[:TRAIN], "b_train_labels": b_lab[:TRAIN],
                     "b_test": b_img[TRAIN:TRAIN + TEST], "b_test_labels": b_lab[TRAIN:TRAIN + TEST]}

@@ -212,8 +212,8 @@ def _task_id(strategy) -> int:
 def _scalars(losses: Mapping[str, float], model, gen_optimizer, dis_optimizer) -> dict[str, float]:
   """TensorBoard scalars besides timing: loss/<term>, lr/gen, lr/dis and (U-GAT-IT) rho/mean|min|max."""
   out = {f"loss/{k}": v for k, v in losses.items()}
-  out["lr/gen"] = float(gen_optimizer.learning_rate)
-  out["lr/dis"] = float(dis_optimizer.learning_rate)
+  out["lr/gen"] = float(tf.convert_to_tensor(gen_optimizer.learning_rate))  # a MirroredVariable needs converting
+  out["lr/dis"] = float(tf.convert_to_tensor(dis_optimizer.learning_rate))
   for stat, value in trainer.variable_stats(model.variables, "rho").items():
     out[f"rho/{stat}"] = value
   return out

@@ -48,8 +48,14 @@ def configure_cpu_replicas(num_replicas: int) -> None:
         f"in this process ({e}). Run training in a fresh process (python -m components.train ...).") from e
 
 
+# One strategy object per kind and device set for the whole process: MultiWorkerMirroredStrategy may only be
+# created once, and two MirroredStrategy objects in one process reuse collective instance keys (a second run
+# then fails with "Shape mismatch in the collective instance"), so later runs reuse the first object.
+_STRATEGY_CACHE: dict[tuple, tf.distribute.Strategy] = {}
+
+
 def create_strategy(name: str, cpu_replicas: int = 1) -> tf.distribute.Strategy:
-  """Returns the distribution strategy called `name` (one of STRATEGIES).
+  """Returns the distribution strategy called `name` (one of STRATEGIES), reused within a process.
 
   auto: MirroredStrategy over all local GPUs when there is more than one (or over the `cpu_replicas` logical
   CPUs when > 1 and there is no GPU), else the default strategy. mirrored: all local GPUs, or the logical CPUs.
@@ -62,7 +68,10 @@ def create_strategy(name: str, cpu_replicas: int = 1) -> tf.distribute.Strategy:
     if not os.environ.get("TF_CONFIG"):
       raise StageError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task); "
                        "set it on every worker, or use --strategy=mirrored on a single machine.")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    key = ("multi_worker", os.environ["TF_CONFIG"])
+    if key not in _STRATEGY_CACHE:
+      _STRATEGY_CACHE[key] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _STRATEGY_CACHE[key]
   gpus = tf.config.list_logical_devices("GPU")
   cpus = tf.config.list_logical_devices("CPU")
   if name == "auto":
@@ -72,8 +81,11 @@ def create_strategy(name: str, cpu_replicas: int = 1) -> tf.distribute.Strategy:
       return tf.distribute.get_strategy()
   if name == "default":
     return tf.distribute.get_strategy()
-  devices = [d.name for d in gpus] if gpus else [d.name for d in cpus]
-  return tf.distribute.MirroredStrategy(devices=devices)
+  devices = tuple(d.name for d in gpus) if gpus else tuple(d.name for d in cpus)
+  key = ("mirrored", devices)
+  if key not in _STRATEGY_CACHE:
+    _STRATEGY_CACHE[key] = tf.distribute.MirroredStrategy(devices=list(devices))
+  return _STRATEGY_CACHE[key]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

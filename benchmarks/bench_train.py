@@ -1,0 +1,277 @@
+"""Training throughput: our Keras train steps vs the official PyTorch code, same architecture and batch, this CPU.
+
+  .venv/bin/python -m benchmarks.bench_train --models=unit,munit,ugatit --sizes=64,128 --batches=1,4
+  .venv/bin/python -m benchmarks.bench_train --models=unit --sizes=64 --batches=1     # the smallest config
+
+For every (model, size, batch): steps/s of one full iteration (D update then G update) of
+  * tf: `components.trainer.make_distributed_step` over `Family.train_step` (default strategy), fed from a
+    repeated in-memory batch, without and (--jit) with XLA (`jit_compile=True`);
+  * torch: the official networks imported from the mirrored repositories (NVlabs/MUNIT networks.py,
+    mingyuliutw/UNIT version_02 cocogan_nets.py, znxlwm/UGATIT-pytorch networks.py, written to a temp dir with
+    `git show`) with the official losses and torch.optim.Adam, run by /tmp/torchvenv/bin/python. The
+    iteration bodies follow trainer.py / cocogan_trainer.py / UGATIT.py (logging left out); CUDA calls become
+    no-ops. Skipped with a message when the torch interpreter or a mirror is missing.
+Architectures are each family's "paper" preset at the requested size (U-GAT-IT: "paper_light", and the global
+discriminator shortened to the deepest that fits the size). Prints one table; --json writes the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Families to benchmark.")
+flags.DEFINE_list("sizes", ["64", "128"], "Image sizes.")
+flags.DEFINE_list("batches", ["1", "4"], "Batch sizes.")
+flags.DEFINE_integer("steps", 10, "Timed steps per configuration.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing/compilation, allocator warmup).")
+flags.DEFINE_boolean("jit", True, "Also time the XLA-compiled (--jit_compile) TF step.")
+flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python with torch for the reference column.")
+flags.DEFINE_string("mirrors", "/work/.mirror", "Directory of the mirrored official repositories.")
+flags.DEFINE_string("json", "", "Optional path for the result rows as JSON.")
+FLAGS = flags.FLAGS
+
+PRESET = {"unit": "paper", "munit": "paper", "ugatit": "paper_light"}
+
+
+def model_config(family: str, size: int, batch: int):
+  """The family's paper architecture at `size` and `batch` (U-GAT-IT: light, global D as deep as fits)."""
+  import models  # pylint: disable=import-outside-toplevel
+  overrides = {"image_size": size, "batch_size": batch}
+  if family == "ugatit":
+    from models.ugatit.config import min_discriminator_size  # pylint: disable=import-outside-toplevel
+    layers = 7
+    while min_discriminator_size(layers) > size:
+      layers -= 1
+    overrides["global_dis_layers"] = layers
+  return models.get_config(family, PRESET[family], **overrides)
+
+
+def time_tf(family_name: str, size: int, batch: int, jit: bool, steps: int, warmup: int) -> float:
+  """Steps/s of our distributed train step (default strategy) on a fixed in-memory batch."""
+  import keras  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  from components import trainer  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(0)
+  family = models.get_family(family_name)
+  config = model_config(family_name, size, batch)
+  model = family.build_model(config)
+  gen_opt, dis_opt = family.build_optimizers(config)
+  strategy = tf.distribute.get_strategy()
+  x = tf.random.uniform([batch, size, size, 3], -1.0, 1.0, seed=1)
+  iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, x)).repeat()))
+  step = trainer.make_distributed_step(
+      strategy, lambda a, b: family.train_step(model, gen_opt, dis_opt, a, b, batch), jit_compile=jit)
+  for _ in range(warmup):
+    losses = step(iterator)
+  float(next(iter(losses.values())))  # waits for the warmup steps to finish
+  start = time.perf_counter()
+  for _ in range(steps):
+    losses = step(iterator)
+  float(next(iter(losses.values())))
+  return steps / (time.perf_counter() - start)
+
+
+TORCH_SCRIPT = r'''
+import json, sys, time, types, itertools
+import torch, torch.nn as nn
+torch.Tensor.cuda = lambda self, *a, **k: self          # the official code calls .cuda(); run on the CPU
+nn.Module.cuda = lambda self, *a, **k: self
+sys.modules.setdefault("cv2", types.ModuleType("cv2"))  # imported (unused for these nets) by UNIT's common_net
+src, cfg = sys.argv[1], json.loads(sys.argv[2])
+family, size, batch, steps, warmup = cfg["family"], cfg["size"], cfg["batch"], cfg["steps"], cfg["warmup"]
+m = cfg["model"]
+torch.manual_seed(0)
+x_a = torch.rand(batch, 3, size, size) * 2 - 1
+x_b = torch.rand(batch, 3, size, size) * 2 - 1
+adam = lambda params: torch.optim.Adam(params, lr=m["lr"], betas=(m["beta1"], m["beta2"]), weight_decay=m["weight_decay"])
+
+if family == "munit":
+  sys.path.insert(0, src + "/munit")
+  from networks import AdaINGen, MsImageDis
+  gen = dict(dim=m["dim"], mlp_dim=m["mlp_dim"], style_dim=m["style_dim"], activ="relu", n_downsample=m["n_downsample"],
+             n_res=m["n_res"], pad_type="reflect")
+  dis = dict(dim=m["dis_dim"], norm="none", activ="lrelu", n_layer=m["dis_n_layer"], gan_type="lsgan",
+             num_scales=m["dis_num_scales"], pad_type="reflect")
+  gen_a, gen_b, dis_a, dis_b = AdaINGen(3, gen), AdaINGen(3, gen), MsImageDis(3, dis), MsImageDis(3, dis)
+  gen_opt = adam(list(gen_a.parameters()) + list(gen_b.parameters()))
+  dis_opt = adam(list(dis_a.parameters()) + list(dis_b.parameters()))
+  l1 = lambda a, b: torch.mean(torch.abs(a - b))
+  def step():  # trainer.py dis_update then gen_update
+    sd = m["style_dim"]
+    dis_opt.zero_grad()
+    s_a, s_b = torch.randn(batch, sd, 1, 1), torch.randn(batch, sd, 1, 1)
+    c_a, _ = gen_a.encode(x_a); c_b, _ = gen_b.encode(x_b)
+    x_ba, x_ab = gen_a.decode(c_b, s_a), gen_b.decode(c_a, s_b)
+    loss = m["gan_w"] * dis_a.calc_dis_loss(x_ba.detach(), x_a) + m["gan_w"] * dis_b.calc_dis_loss(x_ab.detach(), x_b)
+    loss.backward(); dis_opt.step()
+    gen_opt.zero_grad()
+    s_a, s_b = torch.randn(batch, sd, 1, 1), torch.randn(batch, sd, 1, 1)
+    c_a, s_a_p = gen_a.encode(x_a); c_b, s_b_p = gen_b.encode(x_b)
+    x_a_r, x_b_r = gen_a.decode(c_a, s_a_p), gen_b.decode(c_b, s_b_p)
+    x_ba, x_ab = gen_a.decode(c_b, s_a), gen_b.decode(c_a, s_b)
+    c_b_r, s_a_r = gen_a.encode(x_ba); c_a_r, s_b_r = gen_b.encode(x_ab)
+    loss = (m["gan_w"] * (dis_a.calc_gen_loss(x_ba) + dis_b.calc_gen_loss(x_ab))
+            + m["recon_x_w"] * (l1(x_a_r, x_a) + l1(x_b_r, x_b)) + m["recon_s_w"] * (l1(s_a_r, s_a) + l1(s_b_r, s_b))
+            + m["recon_c_w"] * (l1(c_a_r, c_a) + l1(c_b_r, c_b)))
+    loss.backward(); gen_opt.step()
+elif family == "unit":
+  sys.path.insert(0, src + "/unit")
+  from trainers.cocogan_nets import COCOResGen, COCODis
+  gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=m["ch"], n_enc_front_blk=m["n_enc_front_blk"],
+                        n_enc_res_blk=m["n_enc_res_blk"], n_enc_shared_blk=m["n_enc_shared_blk"],
+                        n_gen_shared_blk=m["n_gen_shared_blk"], n_gen_res_blk=m["n_gen_res_blk"],
+                        n_gen_front_blk=m["n_gen_front_blk"]))
+  dis = COCODis(dict(ch=m["dis_ch"], input_dim_a=3, input_dim_b=3, n_layer=m["dis_n_layer"]))
+  gen_opt, dis_opt = adam(gen.parameters()), adam(dis.parameters())
+  bce = nn.functional.binary_cross_entropy
+  def step():  # cocogan_trainer.py dis_update then gen_update
+    dis.zero_grad()
+    _, x_ba, x_ab, _, _ = gen(x_a, x_b)
+    res_a, res_b = dis(torch.cat((x_a, x_ba), 0), torch.cat((x_b, x_ab), 0))
+    loss = 0
+    for out_a, out_b in zip(res_a, res_b):
+      out_a, out_b = torch.sigmoid(out_a), torch.sigmoid(out_b)
+      ta, fa = torch.split(out_a, out_a.size(0) // 2, 0); tb, fb = torch.split(out_b, out_b.size(0) // 2, 0)
+      loss = loss + bce(ta, torch.ones_like(ta)) + bce(fa, torch.zeros_like(fa)) + bce(tb, torch.ones_like(tb)) + bce(fb, torch.zeros_like(fb))
+    (m["gan_w"] * loss).backward(); dis_opt.step()
+    gen.zero_grad()
+    x_aa, x_ba, x_ab, x_bb, shared = gen(x_a, x_b)
+    x_bab, shared_bab = gen.forward_a2b(x_ba); x_aba, shared_aba = gen.forward_b2a(x_ab)
+    outs_a, outs_b = dis(x_ba, x_ab)
+    ad = sum(bce(torch.sigmoid(o), torch.ones_like(o)) for o in list(outs_a) + list(outs_b))
+    kl = lambda mu: torch.mean(mu ** 2)
+    l1 = nn.functional.l1_loss
+    loss = (m["gan_w"] * ad + m["ll_direct_link_w"] * (l1(x_aa, x_a) + l1(x_bb, x_b))
+            + m["ll_cycle_link_w"] * (l1(x_aba, x_a) + l1(x_bab, x_b)) + m["kl_direct_link_w"] * 2 * kl(shared)
+            + m["kl_cycle_link_w"] * (kl(shared_bab) + kl(shared_aba)))
+    loss.backward(); gen_opt.step()
+else:
+  sys.path.insert(0, src + "/ugatit")
+  from networks import ResnetGenerator, Discriminator, RhoClipper
+  G = lambda: ResnetGenerator(3, 3, ngf=m["ch"], n_blocks=m["n_res"], img_size=size, light=m["light"])
+  gA2B, gB2A = G(), G()
+  dGA, dGB = Discriminator(3, m["ch"], m["global_dis_layers"]), Discriminator(3, m["ch"], m["global_dis_layers"])
+  dLA, dLB = Discriminator(3, m["ch"], m["local_dis_layers"]), Discriminator(3, m["ch"], m["local_dis_layers"])
+  G_opt = adam(itertools.chain(gA2B.parameters(), gB2A.parameters()))
+  D_opt = adam(itertools.chain(dGA.parameters(), dGB.parameters(), dLA.parameters(), dLB.parameters()))
+  clip = RhoClipper(0, 1)
+  mse, l1, bce = nn.MSELoss(), nn.L1Loss(), nn.BCEWithLogitsLoss()
+  one = lambda t: mse(t, torch.ones_like(t)); zero = lambda t: mse(t, torch.zeros_like(t))
+  def step():  # UGATIT.py train(): D update, G update, rho clipping
+    D_opt.zero_grad()
+    f_ab, _, _ = gA2B(x_a); f_ba, _, _ = gB2A(x_b)
+    loss = 0
+    for d, real, fake in ((dGA, x_a, f_ba), (dLA, x_a, f_ba), (dGB, x_b, f_ab), (dLB, x_b, f_ab)):
+      rl, rc, _ = d(real); fl, fc, _ = d(fake)
+      loss = loss + one(rl) + zero(fl) + one(rc) + zero(fc)
+    (m["adv_weight"] * loss).backward(); D_opt.step()
+    G_opt.zero_grad()
+    f_ab, f_ab_cam, _ = gA2B(x_a); f_ba, f_ba_cam, _ = gB2A(x_b)
+    f_aba, _, _ = gB2A(f_ab); f_bab, _, _ = gA2B(f_ba)
+    f_aa, f_aa_cam, _ = gB2A(x_a); f_bb, f_bb_cam, _ = gA2B(x_b)
+    adv = 0
+    for d, fake in ((dGA, f_ba), (dLA, f_ba), (dGB, f_ab), (dLB, f_ab)):
+      fl, fc, _ = d(fake); adv = adv + one(fl) + one(fc)
+    loss = (m["adv_weight"] * adv + m["cycle_weight"] * (l1(f_aba, x_a) + l1(f_bab, x_b))
+            + m["identity_weight"] * (l1(f_aa, x_a) + l1(f_bb, x_b))
+            + m["cam_weight"] * (bce(f_ba_cam, torch.ones_like(f_ba_cam)) + bce(f_aa_cam, torch.zeros_like(f_aa_cam))
+                                 + bce(f_ab_cam, torch.ones_like(f_ab_cam)) + bce(f_bb_cam, torch.zeros_like(f_bb_cam))))
+    loss.backward(); G_opt.step()
+    gA2B.apply(clip); gB2A.apply(clip)
+
+for _ in range(warmup):
+  step()
+start = time.perf_counter()
+for _ in range(steps):
+  step()
+print(json.dumps({"steps_per_sec": steps / (time.perf_counter() - start), "threads": torch.get_num_threads()}))
+'''
+
+SOURCES = {  # family -> (mirror, git revision, files, destination subdir)
+    "munit": ("NVlabs+MUNIT", "HEAD", ["networks.py"], "munit"),
+    "unit": ("mingyuliutw+UNIT", "version_02",
+             ["src/trainers/__init__.py", "src/trainers/cocogan_nets.py", "src/trainers/common_net.py",
+              "src/trainers/init.py"], "unit"),
+    "ugatit": ("znxlwm+UGATIT-pytorch", "HEAD", ["networks.py"], "ugatit"),
+}
+
+
+def export_reference(family: str, dest: str) -> str | None:
+  """Writes the official files of `family` under dest/<subdir> with `git show`; returns why not, or None."""
+  repo, rev, files, sub = SOURCES[family]
+  git_dir = os.path.join(FLAGS.mirrors, repo, "repo")
+  if not os.path.isdir(git_dir):
+    return f"mirror {git_dir} missing"
+  for path in files:
+    out = os.path.join(dest, sub, path.replace("src/", "", 1))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    shown = subprocess.run(["git", "-C", git_dir, "show", f"{rev}:{path}"], capture_output=True)
+    if shown.returncode:
+      return f"git show {rev}:{path} failed: {shown.stderr.decode()[:200]}"
+    with open(out, "wb") as f:
+      f.write(shown.stdout)
+  return None
+
+
+def time_torch(family: str, size: int, batch: int, src: str) -> tuple[float | None, str]:
+  """Steps/s of the official PyTorch networks (None + reason when unavailable)."""
+  if not os.path.exists(FLAGS.torch_python):
+    return None, f"no torch interpreter at {FLAGS.torch_python}"
+  why = export_reference(family, src)
+  if why:
+    return None, why
+  script = os.path.join(src, "bench_torch.py")
+  with open(script, "w") as f:
+    f.write(TORCH_SCRIPT)
+  cfg = {"family": family, "size": size, "batch": batch, "steps": FLAGS.steps, "warmup": FLAGS.warmup,
+         "model": model_config(family, size, batch).to_dict()}
+  proc = subprocess.run([FLAGS.torch_python, script, src, json.dumps(cfg)], capture_output=True, text=True)
+  if proc.returncode:
+    return None, "torch run failed: " + proc.stderr.strip().splitlines()[-1][:200]
+  return json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_sec"], ""
+
+
+def main(argv):
+  """Runs every configuration and prints the table."""
+  del argv
+  rows, notes = [], set()
+  src = tempfile.mkdtemp(prefix="bench_train_torch_")
+  for family in FLAGS.models:
+    for size in map(int, FLAGS.sizes):
+      for batch in map(int, FLAGS.batches):
+        row = {"model": family, "size": size, "batch": batch,
+               "tf": time_tf(family, size, batch, False, FLAGS.steps, FLAGS.warmup)}
+        if FLAGS.jit:
+          try:
+            row["tf_xla"] = time_tf(family, size, batch, True, FLAGS.steps, FLAGS.warmup)
+          except Exception as e:  # pylint: disable=broad-except
+            row["tf_xla"] = None
+            notes.add(f"XLA failed for {family}: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
+        row["torch"], why = time_torch(family, size, batch, src)
+        if why:
+          notes.add(f"torch column skipped for {family}: {why}")
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+  fmt = lambda v: f"{v:8.2f}" if v else "       -"  # noqa: E731
+  print(f"{'model':8s}{'size':>6s}{'batch':>6s}{'tf':>9s}{'tf+xla':>9s}{'torch':>9s}{'tf/torch':>9s}   (steps/s)")
+  for r in rows:
+    ratio = r["tf"] / r["torch"] if r.get("torch") else None
+    print(f"{r['model']:8s}{r['size']:6d}{r['batch']:6d}{fmt(r['tf'])} {fmt(r.get('tf_xla'))} "
+          f"{fmt(r.get('torch'))} {fmt(ratio)}")
+  for note in sorted(notes):
+    print("note:", note)
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)

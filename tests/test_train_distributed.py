@@ -1,0 +1,252 @@
+"""Training runs in subprocesses: every family under the default strategy and MirroredStrategy on 2 logical
+CPUs (same first-step losses, and the run's outputs), SIGKILL + rerun resumes + SIGTERM saves, and
+MultiWorkerMirroredStrategy with two local workers on loopback.
+
+Logical CPU devices must be configured before TensorFlow initializes its devices, so these runs cannot share
+the pytest process. `python -m tests.test_train_distributed DATA_DIR OUT_DIR FAMILY...` is the driver of the
+strategy runs (it prints one JSON line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.test_train_data import FAST_OVERRIDES, read_scalars, write_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return write_dataset(str(tmp_path_factory.mktemp("data")))
+
+
+def _flags(family: str) -> list[str]:
+  """Command-line flags of the fast tiny config of `family`."""
+  return [f"--model={family}", "--preset=tiny"] + [f"--{k}={v}" for k, v in FAST_OVERRIDES[family].items()]
+
+
+# Loss terms compared between strategies. A replica draws its own random numbers for its part of the batch, so
+# terms that depend on random draws cannot match a single-device run: UNIT's latent noise (z = mu + eps) is
+# switched off for the comparison (`_without_latent_noise`); MUNIT's prior styles s ~ N(0, I) feed every term
+# except the within-domain reconstructions. U-GAT-IT's step has no randomness: every term is compared.
+COMPARED_TERMS = {"ugatit": None, "unit": None, "munit": ("gen_recon_x_a", "gen_recon_x_b")}
+
+
+def _without_latent_noise(build_model):
+  """Wraps a family's build_model so that every keras GaussianNoise layer of the model adds nothing."""
+  import keras  # pylint: disable=import-outside-toplevel
+
+  def build(config):
+    model = build_model(config)
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+      if isinstance(layer, keras.layers.GaussianNoise):
+        layer.stddev = 0.0
+    return model
+
+  return build
+
+
+def _strategies_driver(data_dir: str, out_dir: str, *family_names: str) -> None:
+  """Per family: 1 step under the default strategy, 2 under MirroredStrategy on 2 logical CPUs; prints JSON."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  from components import train_lib, trainer  # pylint: disable=import-outside-toplevel
+  trainer.configure_cpu_replicas(2)
+  out = {}
+  for name in family_names:
+    family = models.get_family(name)
+    if name == "unit":
+      family = dataclasses.replace(family, build_model=_without_latent_noise(family.build_model))
+    for strategy, steps in (("default", 1), ("mirrored", 2)):
+      model_dir = os.path.join(out_dir, name, strategy)
+      result = train_lib.run(train_lib.TrainConfig(
+          family=name, data_dir=data_dir, model_dir=model_dir, preset="tiny",
+          model_overrides=FAST_OVERRIDES[name], steps=steps, checkpoint_every_steps=1, summary_every_steps=1,
+          sample_every_steps=steps, num_samples=2, strategy=strategy, cpu_replicas=2), family=family)
+      out.setdefault(name, {})[strategy] = {"replicas": result.num_replicas, "step": result.step,
+                                            "losses": result.losses, "model_dir": model_dir}
+  print(json.dumps(out))
+
+
+@pytest.fixture(scope="module")
+def strategy_runs(data_dir, tmp_path_factory):
+  """Runs the strategy driver for every family in one subprocess; returns its JSON."""
+  out_dir = str(tmp_path_factory.mktemp("strategies"))
+  proc = subprocess.run([sys.executable, "-m", "tests.test_train_distributed", data_dir, out_dir,
+                         *sorted(FAST_OVERRIDES)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAST_OVERRIDES))
+def test_one_step_same_losses_default_and_mirrored(family, strategy_runs):
+  default, mirrored = strategy_runs[family]["default"], strategy_runs[family]["mirrored"]
+  assert (default["replicas"], mirrored["replicas"]) == (1, 2)
+  assert (default["step"], mirrored["step"]) == (1, 2)
+  first_default = read_scalars(os.path.join(default["model_dir"], "logs"))
+  first_mirrored = read_scalars(os.path.join(mirrored["model_dir"], "logs"))
+  terms = COMPARED_TERMS[family] or sorted(default["losses"])
+  assert set(default["losses"]) == set(mirrored["losses"]) and terms
+  for name in default["losses"]:
+    assert np.isfinite(mirrored["losses"][name]) and np.isfinite(default["losses"][name]), name
+  for name in terms:
+    value = first_default[f"loss/{name}"][1]
+    assert value == pytest.approx(default["losses"][name], rel=1e-6)
+    assert first_mirrored[f"loss/{name}"][1] == pytest.approx(value, rel=2e-4, abs=1e-5), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAST_OVERRIDES))
+def test_run_writes_config_checkpoints_samples_summaries(family, strategy_runs):
+  from components import train_lib  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  for strategy, steps in (("default", 1), ("mirrored", 2)):
+    model_dir = strategy_runs[family][strategy]["model_dir"]
+    saved = json.load(open(os.path.join(model_dir, "config.json")))
+    assert saved["family"] == family and saved["preset"] == "tiny"
+    assert saved["model"] == models.get_config(family, "tiny", **FAST_OVERRIDES[family]).to_dict()
+    assert saved["train"]["steps"] == steps and saved["train"]["strategy"] == strategy
+    assert _latest_step(model_dir) == steps
+    # Sample grid: rows = sample_rows entries (at least input and translation per domain), 2 columns, 2 px border.
+    grid = tf.io.decode_png(tf.io.read_file(os.path.join(model_dir, "samples", f"step_{steps:08d}.png"))).numpy()
+    assert grid.shape[1:] == (2 * 34 + 2, 3) and (grid.shape[0] - 2) % 34 == 0 and grid.shape[0] >= 4 * 34 + 2
+    scalars = read_scalars(os.path.join(model_dir, "logs"))
+    for name in strategy_runs[family][strategy]["losses"]:
+      assert sorted(scalars[f"loss/{name}"]) == list(range(1, steps + 1)), name
+    for tag in ("lr/gen", "lr/dis", "perf/step_time_sec", "perf/images_per_sec"):
+      assert tag in scalars, tag
+    assert scalars["lr/gen"][1] == pytest.approx(saved["model"]["lr"])
+    if family == "ugatit":
+      assert 0.0 <= scalars["rho/min"][1] <= scalars["rho/mean"][1] <= scalars["rho/max"][1] <= 1.0
+      assert scalars["rho/min"][1] < scalars["rho/max"][1]  # ILN rho starts at 0, AdaLIN rho at 0.9
+    else:
+      assert not any(tag.startswith("rho/") for tag in scalars)
+  # The default run's weights load back (every variable, checked) and differ from the initialization.
+  loaded_family, config, model, step = train_lib.load_trained_model(strategy_runs[family]["default"]["model_dir"])
+  assert (loaded_family.name, step) == (family, 1)
+  import keras  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(0)
+  untrained = loaded_family.build_model(config)
+  assert any(not np.allclose(a.numpy(), b.numpy())
+             for a, b in zip(model.generator_variables, untrained.generator_variables))
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen, what: str):
+  """Polls `predicate()` until truthy (returns it); fails when `proc` exits or `timeout` s pass."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    value = predicate()
+    if value:
+      return value
+    if proc.poll() is not None:
+      pytest.fail(f"training exited with {proc.returncode} before {what}")
+    time.sleep(0.05)
+  proc.kill()
+  pytest.fail(f"timed out waiting for {what}")
+
+
+def _latest_step(model_dir: str) -> int | None:
+  """Step of the newest complete checkpoint named by the state file, or None."""
+  state = os.path.join(model_dir, "checkpoints", "checkpoint")
+  if not os.path.exists(state):
+    return None
+  match = re.search(r'^model_checkpoint_path: ".*ckpt-(\d+)"', open(state).read(), re.M)
+  return int(match.group(1)) if match else None
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_and_sigterm_saves(data_dir, tmp_path):
+  family = "munit"
+  model_dir = str(tmp_path / "model")
+  cmd = [sys.executable, "-m", "components.train", *_flags(family), f"--data_dir={data_dir}",
+         f"--model_dir={model_dir}", "--steps=100000", "--checkpoint_every_steps=3", "--summary_every_steps=1",
+         "--sample_every_steps=0", "--strategy=default"]
+  # 1. Killed hard once a checkpoint exists.
+  with open(tmp_path / "run1.log", "w") as log:
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stderr=log, stdout=log)
+    _wait_for(lambda: _latest_step(model_dir), 300, proc, "the first checkpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  killed_at = _latest_step(model_dir)
+  assert killed_at >= 3 and killed_at % 3 == 0
+  # What a save cut short would leave for the next checkpoint: never restored.
+  next_ckpt = os.path.join(model_dir, "checkpoints", f"ckpt-{killed_at + 3}")
+  with open(next_ckpt + ".data-00000-of-00001", "wb") as f:
+    f.write(b"\0partial")
+  os.makedirs(next_ckpt + "_temp", exist_ok=True)
+
+  # 2. The same command resumes from that checkpoint; SIGTERM makes it save where it is and exit cleanly.
+  log_path = tmp_path / "run2.log"
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stderr=log, stdout=log)
+    target = killed_at + 5
+    _wait_for(lambda: re.search(rf"^step {target}/", log_path.read_text(), re.M), 300, proc, f"step {target}")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+  text = log_path.read_text()
+  assert f"resuming from step {killed_at}" in text
+  first = int(re.search(r"^step (\d+)/", text, re.M).group(1))
+  assert first == killed_at + 1
+  last = int(re.findall(r"^step (\d+)/", text, re.M)[-1])
+  assert "stopped by SIGTERM" in text and _latest_step(model_dir) == last >= target
+  from components import train_lib  # pylint: disable=import-outside-toplevel
+  assert train_lib.load_trained_model(model_dir)[3] == last
+
+
+def _free_port() -> int:
+  """An unused loopback TCP port."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_two_local_workers(data_dir, tmp_path):
+  family = "munit"
+  model_dir = str(tmp_path / "model")
+  workers = [f"localhost:{_free_port()}" for _ in range(2)]
+  procs, logs = [], []
+  for index in range(2):
+    env = dict(ENV, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                          "task": {"type": "worker", "index": index}}))
+    logs.append(open(tmp_path / f"worker{index}.log", "w"))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "components.train", *_flags(family), f"--data_dir={data_dir}",
+         f"--model_dir={model_dir}", "--steps=3", "--checkpoint_every_steps=2", "--summary_every_steps=1",
+         "--sample_every_steps=3", "--num_samples=2", "--strategy=multi_worker"],
+        cwd=ROOT, env=env, stdout=logs[-1], stderr=logs[-1]))
+  try:
+    codes = [p.wait(timeout=600) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+    for log in logs:
+      log.close()
+  texts = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+  assert codes == [0, 0], "\n----\n".join(t[-2000:] for t in texts)
+  assert "on 2 replica(s)" in texts[0] and re.search(r"^step 3/3", texts[0], re.M)
+  assert not re.search(r"^step \d", texts[1], re.M)  # only the chief reports, writes logs and samples
+  assert _latest_step(model_dir) == 3
+  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "logs", "samples"]
+  assert os.listdir(os.path.join(model_dir, "samples")) == ["step_00000003.png"]
+  assert len(os.listdir(os.path.join(model_dir, "logs"))) == 1
+  assert read_scalars(os.path.join(model_dir, "logs"))["loss/gen_total"].keys() == {1, 2, 3}
+
+
+if __name__ == "__main__":
+  _strategies_driver(*sys.argv[1:])
