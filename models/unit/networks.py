@@ -58,12 +58,13 @@ class SharedResBlocks(keras.Model):
     super().__init__(**kwargs)
     self.n_blk, self.noise = n_blk, noise
     self.blocks = [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_blk)]
+    self.gaussian_noise = keras.layers.GaussianNoise(1.0, name="gaussian_noise") if noise else None
 
   def call(self, x, training=False):
     for block in self.blocks:
       x = block(x, training=training)
-    if self.noise and training:  # stateless op (no seed variable), safe inside strategy.run
-      x = x + tf.random.normal(tf.shape(x), dtype=x.dtype)
+    if self.gaussian_noise is not None:
+      x = self.gaussian_noise(x, training=training)
     return x
 
   def get_config(self):
