@@ -1,7 +1,7 @@
 """Export: a trained model_dir -> a TF Serving SavedModel with the DESIGN.md signature contract.
 
 The SavedModel is a `tf.Module` with `tf.function`s (not a Keras save: the server loads it without this
-project's Python classes). It holds only the variables the translation uses (the discriminators' are left out).
+project's Python classes). It holds only the variables the signatures capture (no discriminators, no VGG).
 
 Signatures (wire images are uint8 RGB `[N, H, W, 3]`, model images float32 in [-1, 1]):
   all families:
@@ -119,11 +119,9 @@ class TranslatorModule(tf.Module):
     super().__init__(name="translator")
     traits = family_traits(family_name, model)
     # The model sits in a non-trackable holder so that the SavedModel does not save the whole Keras object
-    # (discriminators included); the variables the functions use are tracked through `model_variables`.
+    # (discriminators, perceptual VGG, ...); `signatures()` tracks exactly the variables the functions capture.
     self._holder = types.SimpleNamespace(model=model)
     self.traits = traits
-    discriminator = {id(v) for v in model.discriminator_variables}
-    self.model_variables = [v for v in model.variables if id(v) not in discriminator]
     self.multiple = int(model.size_multiple)
     images = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
     seed = tf.TensorSpec([None], tf.int64, name="seed")
@@ -228,6 +226,11 @@ class TranslatorModule(tf.Module):
   def signatures(self) -> dict:
     """Signature name -> concrete function, including serving_default (= a2b)."""
     concrete = {name: fn.get_concrete_function() for name, fn in self.functions.items()}
+    captured = {}
+    for function in concrete.values():
+      for variable in function.variables:
+        captured.setdefault(id(variable), variable)
+    self.model_variables = list(captured.values())  # tracked: what tf.saved_model.save writes
     return {"serving_default": concrete["a2b"], **concrete}
 
 
