@@ -245,3 +245,15 @@ def test_layers_run_under_mixed_precision(mixed_precision):
     assert np.all(np.isfinite(y.numpy().astype(np.float32)))
   y = L.AdaINResBlock()([x, tf.ones([1, 16])])
   assert y.dtype == tf.float16
+
+
+def test_multi_scale_patch_discriminator_shapes_and_options():
+  x = np.zeros([1, 32, 32, 3], np.float32)
+  dis = L.MultiScalePatchDiscriminator(4, 2, 2, kernel_size=4, pad_type="reflect", downsample="avg_pool")
+  assert [o.shape for o in dis(x)] == [(1, 8, 8, 1), (1, 4, 4, 1)]
+  blur = L.MultiScalePatchDiscriminator(4, 2, 3, kernel_size=3, pad_type="zero", negative_slope=0.01,
+                                        init="gaussian_torch_bias", downsample="gaussian_blur")
+  assert [o.shape for o in blur(x)] == [(1, 8, 8, 1), (1, 4, 4, 1), (1, 2, 2, 1)]
+  assert L.MultiScalePatchDiscriminator.from_config(blur.get_config()).get_config() == blur.get_config()
+  with pytest.raises(ValueError, match="Unknown downsample 'max_pool'"):
+    L.MultiScalePatchDiscriminator(downsample="max_pool")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from models.layers import AdaINResBlock, AveragePooling2DExcludePad, ConvBlock, ResBlock, initializers
+from models.layers import AdaINResBlock, ConvBlock, ResBlock, initializers
+from models.layers.discriminator import MultiScalePatchDiscriminator
 
 STYLE_N_DOWNSAMPLE = 4  # AdaINGen builds StyleEncoder(4, ...) regardless of n_downsample.
 
@@ -172,39 +173,16 @@ class AdaINGenerator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="i2i")
-class MultiScaleDiscriminator(keras.Model):
+class MultiScaleDiscriminator(MultiScalePatchDiscriminator):
   """MUNIT `MsImageDis`: the same PatchGAN at num_scales resolutions, 3x3 s2 average pooling between scales.
 
-  Each scale: 4x4 s2 conv dim, LeakyReLU 0.2 (no norm); (n_layer - 1) x [4x4 s2 conv, channels doubled,
-  LeakyReLU 0.2]; 1x1 conv -> 1. `[B, H, W, 3]` -> list of `[B, H/2^n_layer / 2^s, ..., 1]` for s < num_scales.
+  Each scale: 4x4 s2 conv dim, LeakyReLU 0.2 (no norm, reflect padding 1); (n_layer - 1) x [4x4 s2 conv,
+  channels doubled, LeakyReLU 0.2]; 1x1 conv -> 1; weights N(0, 0.02), biases 0.
+  `[B, H, W, 3]` -> list of `[B, H / 2^n_layer / 2^s, ..., 1]` for s < num_scales.
   """
 
   def __init__(self, dim: int = 64, n_layer: int = 4, num_scales: int = 3, **kwargs):
-    super().__init__(**kwargs)
-    self.dim, self.n_layer, self.num_scales = dim, n_layer, num_scales
-    self.downsample = None if num_scales == 1 else AveragePooling2DExcludePad(3, 2, 1, name="downsample")
-    self.scales = []
-    for s in range(num_scales):
-      layers, channels = [], dim
-      for i in range(n_layer):
-        layers.append(ConvBlock(channels, 4, 2, 1, "reflect", "none", "leaky_relu", 0.2, init="gaussian",
-                                name=f"scale{s}_conv{i}"))
-        channels *= 2
-      kernel_init, bias_init = initializers("gaussian", channels // 2)
-      layers.append(keras.layers.Conv2D(1, 1, kernel_initializer=kernel_init, bias_initializer=bias_init,
-                                        name=f"scale{s}_out"))
-      self.scales.append(layers)
-
-  def call(self, x, training=False):
-    outputs = []
-    for s, layers in enumerate(self.scales):
-      y = x
-      for layer in layers:
-        y = layer(y, training=training)
-      outputs.append(y)
-      if s + 1 < self.num_scales:
-        x = self.downsample(x)
-    return outputs
-
-  def get_config(self):
-    return {**super().get_config(), "dim": self.dim, "n_layer": self.n_layer, "num_scales": self.num_scales}
+    for fixed in ("kernel_size", "pad_type", "negative_slope", "init", "downsample"):
+      kwargs.pop(fixed, None)
+    super().__init__(dim, n_layer, num_scales, kernel_size=4, pad_type="reflect", negative_slope=0.2,
+                     init="gaussian", downsample="avg_pool", **kwargs)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from models.layers import ConvBlock, ConvTransposeBlock, GaussianBlurDownsample2D, ResBlock, initializers
+from models.layers import ConvBlock, ConvTransposeBlock, ResBlock
+from models.layers.discriminator import MultiScalePatchDiscriminator
 
 INIT = "gaussian_torch_bias"
 
@@ -96,38 +97,19 @@ class Generator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="i2i")
-class Discriminator(keras.Model):
+class Discriminator(MultiScalePatchDiscriminator):
   """One domain's discriminator: `[B, H, W, 3]` -> list of num_scales logit maps `[B, H / 2^n_layer / 2^s, ..., 1]`.
 
+  Per scale: n_layer x [3x3 s2 conv (zero padding 1), LeakyReLU 0.01], channels doubling from ch; 1x1 conv -> 1.
   num_scales = 1 is COCODis; > 1 is COCOMsDis (scale s sees the input Gaussian-blurred and subsampled s times).
   """
 
   def __init__(self, ch: int = 64, n_layer: int = 6, num_scales: int = 1, **kwargs):
-    super().__init__(**kwargs)
-    self.ch, self.n_layer, self.num_scales = ch, n_layer, num_scales
-    self.downsample = None if num_scales == 1 else GaussianBlurDownsample2D(name="downsample")
-    self.scales = []
-    for s in range(num_scales):
-      layers, channels = [], ch
-      for i in range(n_layer):
-        layers.append(ConvBlock(channels, 3, 2, 1, "zero", "none", "leaky_relu", 0.01, init=INIT,
-                                name=f"scale{s}_conv{i}"))
-        channels *= 2
-      kernel_init, bias_init = initializers(INIT, channels // 2)
-      layers.append(keras.layers.Conv2D(1, 1, kernel_initializer=kernel_init, bias_initializer=bias_init,
-                                        name=f"scale{s}_out"))
-      self.scales.append(layers)
-
-  def call(self, x, training=False):
-    outputs = []
-    for s, layers in enumerate(self.scales):
-      y = x
-      for layer in layers:
-        y = layer(y, training=training)
-      outputs.append(y)
-      if s + 1 < self.num_scales:
-        x = self.downsample(x)
-    return outputs
+    for fixed in ("dim", "kernel_size", "pad_type", "negative_slope", "init", "downsample"):
+      kwargs.pop(fixed, None)
+    super().__init__(ch, n_layer, num_scales, kernel_size=3, pad_type="zero", negative_slope=0.01, init=INIT,
+                     downsample="gaussian_blur", **kwargs)
+    self.ch = ch
 
   def get_config(self):
-    return {**super().get_config(), "ch": self.ch, "n_layer": self.n_layer, "num_scales": self.num_scales}
+    return {**super().get_config(), "ch": self.ch}
