@@ -187,3 +187,21 @@ def test_inspector_reports_every_network():
   assert children["mlp"]["output_shapes"] == [1, 128]  # 1 AdaIN block x 2 layers x (beta, gamma) x 32
   assert nets["dis_a"]["output_shapes"] == [[1, 2, 2, 1], [1, 1, 1, 1]]
   assert "content_encoder" in format_table(report)
+
+
+def test_train_step_under_mixed_float16_with_loss_scaling():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    keras.utils.set_random_seed(0)
+    config = models.get_config("munit", "tiny", image_size=16, dis_n_layer=2)
+    model = FAMILY.build_model(config)
+    # A moderate initial scale: the default 2^15 overflows float16 gradients and skips the first steps.
+    gen_opt, dis_opt = (keras.optimizers.LossScaleOptimizer(opt, initial_scale=128.0)
+                        for opt in FAMILY.build_optimizers(config))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    out = FAMILY.train_step(model, gen_opt, dis_opt, _images(2, 16), _images(2, 16, seed=1), 2)
+    assert all(np.isfinite(float(v)) for v in out.values())
+    assert all(v.dtype == tf.float32 for v in model.trainable_variables)
+    assert not [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
