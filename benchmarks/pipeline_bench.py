@@ -26,6 +26,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  """Builds the demo data, runs the pipeline cold and cached, prints the table."""
   del argv
   from pipelines import demo_data, pipeline_lib, runner  # pylint: disable=import-outside-toplevel
   shutil.rmtree(FLAGS.work_dir, ignore_errors=True)

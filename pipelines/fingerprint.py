@@ -58,6 +58,7 @@ def _path_fingerprint(path: str, describe_file: Callable[[str], str], kind: str)
 def source_fingerprint(path: str) -> str:
   """Cheap fingerprint of a user folder or file: relative path + size + mtime_ns of every file (hex str)."""
   def describe(p):
+    """size:mtime_ns of one file."""
     st = os.stat(p)
     return f"{st.st_size}:{st.st_mtime_ns}"
   return _path_fingerprint(path, describe, "source")

@@ -47,6 +47,7 @@ def format_runs(runs: list[lineage_lib.Run]) -> str:
 
 
 def main(argv):
+  """Runs the list / show / runs command on the lineage store of --pipeline_root."""
   if not FLAGS.pipeline_root:
     raise app.UsageError("--pipeline_root is required.\n" + _USAGE)
   command = argv[1:] or ["list"]

@@ -201,6 +201,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
   model_name = config.model_name or config.model
 
   def stage(name, module, config_class, inputs, output_field, parameters, **kwargs):
+    """A Stage with this pipeline's runtime options for `name`."""
     return Stage(name, module, config_class, inputs=inputs, output_field=output_field, parameters=parameters,
                  runtime=runtime[name], **kwargs)
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from pipelines import fingerprint as fp
 from pipelines import lineage_lib
-from pipelines.pipeline_lib import Output, Pipeline, Source, Stage
+from pipelines.pipeline_lib import Pipeline, Source, Stage
 
 
 @dataclasses.dataclass(frozen=True)
