@@ -162,6 +162,7 @@ def measure_torch(family_name: str, image_size: int, runs: int) -> dict | str:
 
 
 def main(argv):
+  """absl entry point: measures every family in --families and prints the Markdown table."""
   del argv
   print(f"{os.cpu_count()} CPUs; best of {FLAGS.runs} runs; ceiling = float32 {MATMUL_N}^3 tf.matmul run "
         f"alternately with each generator\n")
