@@ -103,9 +103,10 @@ class StageInterrupted(RuntimeError):
 
 
 def _error_message(exc: BaseException) -> str:
-  # StageError and ValueError messages are written for the user; anything else keeps its traceback tail.
+  # StageError (stages), ValueError (configs, wiring) and FileNotFoundError (missing source folders) carry a
+  # message written for the user; anything else is a bug and keeps the tail of its traceback.
   from components.errors import StageError  # pylint: disable=import-outside-toplevel
-  if isinstance(exc, (StageError, StageInterrupted)):
+  if isinstance(exc, (StageError, StageInterrupted, ValueError, FileNotFoundError)):
     return str(exc)
   return f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
 
