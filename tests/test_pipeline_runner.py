@@ -256,6 +256,13 @@ def test_miswired_option_fails_with_the_field_names(tmp_path, source):
   assert "no field(s) ['factr']" in result.report("sum").error and "factor" in result.report("sum").error
 
 
+def test_missing_source_folder_is_a_clear_failure(tmp_path):
+  result = runner.run_pipeline(make_pipeline(tmp_path / "root", tmp_path / "nowhere.txt"), log=_quiet)
+  assert _statuses(result) == ["FAILED", "SKIPPED", "SKIPPED"]
+  assert result.report("sum").error.startswith("stage 'sum': input source=")
+  assert "does not exist; check the folder flags" in result.report("sum").error
+
+
 def test_pipeline_rejects_bad_order():
   stages = make_pipeline("/nonexistent", "/nonexistent").stages
   with pytest.raises(ValueError, match="needs \\['sum'\\]"):
