@@ -100,3 +100,16 @@ def test_local_cli_says_what_is_missing(tmp_path):
   assert out.returncode != 0
   assert "no data: give --dataset_dir" in out.stderr
   assert not os.path.exists(tmp_path / "r")
+
+
+def test_consumed_outputs_exist_on_the_stage_results(tmp_path):
+  # Every Output(stage, key) names a field of that stage's result dataclass (as returned by its run()).
+  import importlib
+  import typing
+  pipeline = pipeline_lib.create_pipeline(_config(tmp_path, image_size=32))
+  for stage in pipeline.stages:
+    for ref in stage.inputs.values():
+      if isinstance(ref, Output) and ref.key != "output_dir":
+        producer = pipeline.stage(ref.stage)
+        result_class = typing.get_type_hints(importlib.import_module(producer.module).run)["return"]
+        assert ref.key in {f.name for f in dataclasses.fields(result_class)}, (stage.name, ref)
