@@ -198,8 +198,7 @@ print(json.dumps({"steps_per_sec": steps / (time.perf_counter() - start), "threa
 SOURCES = {  # family -> (mirror, git revision, files, destination subdir)
     "munit": ("NVlabs+MUNIT", "HEAD", ["networks.py"], "munit"),
     "unit": ("mingyuliutw+UNIT", "version_02",
-             ["src/trainers/__init__.py", "src/trainers/cocogan_nets.py", "src/trainers/common_net.py",
-              "src/trainers/init.py"], "unit"),
+             ["src/trainers/cocogan_nets.py", "src/trainers/common_net.py", "src/trainers/init.py"], "unit"),
     "ugatit": ("znxlwm+UGATIT-pytorch", "HEAD", ["networks.py"], "ugatit"),
 }
 
@@ -218,6 +217,8 @@ def export_reference(family: str, dest: str) -> str | None:
       return f"git show {rev}:{path} failed: {shown.stderr.decode()[:200]}"
     with open(out, "wb") as f:
       f.write(shown.stdout)
+  if family == "unit":  # an empty package file: the official one imports the (Python 2) trainers too
+    open(os.path.join(dest, sub, "trainers", "__init__.py"), "w").close()
   return None
 
 

@@ -122,7 +122,7 @@ def main(argv):
   classifier = train_classifier(arrays["b_train"], arrays["b_train_labels"], FLAGS.seed)
   b_acc = float(classifier.evaluate(arrays["b_test"].astype("float32"), arrays["b_test_labels"], verbose=0)[1])
 
-  overrides = {"image_size": SIZE, "batch_size": FLAGS.batch_size}
+  overrides = {"image_size": SIZE, "batch_size": FLAGS.batch_size, "max_iter": FLAGS.steps}  # lr policy horizon
   if FLAGS.lr is not None:
     overrides["lr"] = FLAGS.lr
   config = train_lib.TrainConfig(

@@ -83,12 +83,17 @@ def _strategies_driver(data_dir: str, out_dir: str, *family_names: str) -> None:
 
 @pytest.fixture(scope="module")
 def strategy_runs(data_dir, tmp_path_factory):
-  """Runs the strategy driver for every family in one subprocess; returns its JSON."""
+  """Runs the strategy driver for every family, one subprocess per family side by side; returns their JSON."""
   out_dir = str(tmp_path_factory.mktemp("strategies"))
-  proc = subprocess.run([sys.executable, "-m", "tests.test_train_distributed", data_dir, out_dir,
-                         *sorted(FAST_OVERRIDES)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-5000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  procs = {name: subprocess.Popen([sys.executable, "-m", "tests.test_train_distributed", data_dir, out_dir, name],
+                                  cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for name in sorted(FAST_OVERRIDES)}
+  out = {}
+  for name, proc in procs.items():
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-5000:]
+    out.update(json.loads(stdout.strip().splitlines()[-1]))
+  return out
 
 
 @pytest.mark.slow
