@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from components.errors import StageError
+from components.errors import run_or_exit
 
 flags.DEFINE_string("model_dir", None, "components.train --model_dir.")
 flags.DEFINE_string("data_dir", None, "components.ingest --output_dir (the test split is used).")
@@ -48,11 +48,8 @@ def main(argv):
   names = ("model_dir", "data_dir", "output_dir", "num_images", "batch_size", "feature_extractor",
            "inception_weights", "kid_subsets", "kid_subset_size", "num_styles", "grid_images", "max_kid", "max_fid",
            "max_cycle_l1", "min_psnr", "baseline_model_dir", "baseline_metric", "baseline_margin", "seed")
-  try:
-    result = evaluate_lib.run(evaluate_lib.EvaluateConfig(**{name: f[name].value for name in names}))
-  except StageError as e:
-    print(f"evaluate: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  result = run_or_exit("evaluate", lambda: evaluate_lib.run(
+      evaluate_lib.EvaluateConfig(**{name: f[name].value for name in names})))
   shown = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in ("kid", "fid", "cycle_l1", "cycle_psnr"))
   print(f"evaluate: {shown}; {'BLESSED' if result.blessed else 'NOT_BLESSED'}: {result.reason}; report "
         f"{result.report_path}", file=sys.stderr)

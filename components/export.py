@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from components.errors import StageError
+from components.errors import run_or_exit
 
 flags.DEFINE_string("model_dir", None, "components.train --model_dir (config.json + checkpoints/).")
 flags.DEFINE_string("output_dir", None, "Where to write the SavedModel (new or empty directory).")
@@ -28,13 +28,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from components import export_lib  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  try:
-    result = export_lib.run(export_lib.ExportConfig(
-        model_dir=f.model_dir, output_dir=f.output_dir, stats_path=f.stats_path, metrics_path=f.metrics_path,
-        model_name=f.model_name, verify=f.verify))
-  except StageError as e:
-    print(f"export: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  result = run_or_exit("export", lambda: export_lib.run(export_lib.ExportConfig(
+      model_dir=f.model_dir, output_dir=f.output_dir, stats_path=f.stats_path, metrics_path=f.metrics_path,
+      model_name=f.model_name, verify=f.verify)))
   checked = "verified in a fresh process" if result.max_differences else "not verified (--noverify)"
   print(f"export: {result.family} step {result.step} -> {result.path} with signatures "
         f"{', '.join(sorted(result.signatures))}; {checked}", file=sys.stderr)

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from components.errors import StageError
+from components.errors import run_or_exit
 
 flags.DEFINE_string("model_dir", None, "The exported SavedModel (components.export --output_dir).")
 flags.DEFINE_string("output_dir", None, "Where INFRA_BLESSED / INFRA_NOT_BLESSED and infra_validation.json go.")
@@ -30,14 +30,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from components import infra_validate_lib  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  try:
-    result = infra_validate_lib.run(infra_validate_lib.InfraValidateConfig(
-        model_dir=f.model_dir, output_dir=f.output_dir, model_name=f.model_name, serving_binary=f.serving_binary,
-        startup_timeout=f.startup_timeout, available_timeout=f.available_timeout,
-        request_timeout=f.request_timeout))
-  except StageError as e:
-    print(f"infra_validate: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  result = run_or_exit("infra_validate", lambda: infra_validate_lib.run(infra_validate_lib.InfraValidateConfig(
+      model_dir=f.model_dir, output_dir=f.output_dir, model_name=f.model_name, serving_binary=f.serving_binary,
+      startup_timeout=f.startup_timeout, available_timeout=f.available_timeout,
+      request_timeout=f.request_timeout)))
   verdict = "INFRA_BLESSED" if result.blessed else "INFRA_NOT_BLESSED"
   print(f"infra_validate: {verdict}: {result.reason}", file=sys.stderr)
 

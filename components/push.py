@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from components.errors import StageError
+from components.errors import run_or_exit
 
 flags.DEFINE_string("model_dir", None, "The exported SavedModel directory (components.export --output_dir).")
 flags.DEFINE_string("serving_root", None, "TF Serving model base directory; the model goes to "
@@ -30,14 +30,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from components import push_lib  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  try:
-    result = push_lib.run(push_lib.PushConfig(
-        model_dir=f.model_dir, serving_root=f.serving_root, model_name=f.model_name,
-        evaluation_dir=f.evaluation_dir, infra_validation_dir=f.infra_validation_dir,
-        keep_versions=f.keep_versions))
-  except StageError as e:
-    print(f"push: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  result = run_or_exit("push", lambda: push_lib.run(push_lib.PushConfig(
+      model_dir=f.model_dir, serving_root=f.serving_root, model_name=f.model_name,
+      evaluation_dir=f.evaluation_dir, infra_validation_dir=f.infra_validation_dir,
+      keep_versions=f.keep_versions)))
   where = f" as version {result.version} at {result.path}" if result.pushed else ""
   print(f"push: {result.reason}{where}", file=sys.stderr)
 

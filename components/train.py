@@ -18,7 +18,7 @@ from absl import app, flags
 
 import models
 from components import trainer
-from components.errors import StageError
+from components.errors import run_or_exit
 
 STAGE_FLAGS = ("model", "preset", "data_dir", "model_dir", "steps", "checkpoint_every_steps", "keep_checkpoints",
                "summary_every_steps", "sample_every_steps", "num_samples", "seed", "mixed_precision", "jit_compile",
@@ -107,11 +107,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from components import train_lib  # pylint: disable=import-outside-toplevel
-  try:
-    result = train_lib.run(config_from_flags())
-  except StageError as e:
-    print(f"train: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  result = run_or_exit("train", lambda: train_lib.run(config_from_flags()))
   print(f"train: step {result.step} in {result.model_dir} (checkpoint {result.checkpoint}; "
         f"{result.images_per_sec:.2f} img/s{'; stopped by ' + result.stopped_by if result.stopped_by else ''})",
         file=sys.stderr)

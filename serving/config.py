@@ -165,13 +165,18 @@ def parse_model_config_text(text: str, source: str = "model config") -> tuple:
     raise ValueError(f"{source}: {e}") from None
 
 
-def read_model_config_file(path: str) -> tuple:
-  """Reads a `--model_config_file` (ModelServerConfig text format) into a tuple of ModelConfig."""
+def _read_flag_file(flag: str, path: str) -> str:
+  """Returns the text of the file a flag names; an unreadable file is a ValueError naming the flag and path."""
   try:
     with open(path, encoding="utf-8") as f:
-      text = f.read()
+      return f.read()
   except OSError as e:
-    raise ValueError(f"cannot read --model_config_file {path!r}: {e.strerror}") from None
+    raise ValueError(f"cannot read --{flag} {path!r}: {e.strerror}") from None
+
+
+def read_model_config_file(path: str) -> tuple:
+  """Reads a `--model_config_file` (ModelServerConfig text format) into a tuple of ModelConfig."""
+  text = _read_flag_file("model_config_file", path)
   return parse_model_config_text(text, source=f"--model_config_file {path!r}")
 
 
@@ -223,9 +228,5 @@ def parse_batching_parameters_text(text: str, source: str = "batching parameters
 
 def read_batching_parameters_file(path: str) -> BatchingConfig:
   """Reads a `--batching_parameters_file` into a BatchingConfig."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
-  except OSError as e:
-    raise ValueError(f"cannot read --batching_parameters_file {path!r}: {e.strerror}") from None
+  text = _read_flag_file("batching_parameters_file", path)
   return parse_batching_parameters_text(text, source=f"--batching_parameters_file {path!r}")
