@@ -30,6 +30,7 @@ flags.DEFINE_integer("steps", 1500, "Training steps.")
 flags.DEFINE_integer("batch_size", 8, "Global batch size.")
 flags.DEFINE_float("lr", None, "Learning rate (default: the preset's).")
 flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_multi_string("set", [], "Model config override key=value (repeatable), e.g. --set=ch=16.")
 FLAGS = flags.FLAGS
 
 SIZE = 32
@@ -125,6 +126,9 @@ def main(argv):
   overrides = {"image_size": SIZE, "batch_size": FLAGS.batch_size, "max_iter": FLAGS.steps}  # lr policy horizon
   if FLAGS.lr is not None:
     overrides["lr"] = FLAGS.lr
+  for item in FLAGS.set:
+    key, _, value = item.partition("=")
+    overrides[key] = json.loads(value) if value not in ("True", "False") else value == "True"
   config = train_lib.TrainConfig(
       family=FLAGS.model, data_dir=data_dir, model_dir=os.path.join(FLAGS.work_dir, f"model_{FLAGS.model}"),
       preset=FLAGS.preset, model_overrides=overrides, steps=FLAGS.steps, seed=FLAGS.seed,
@@ -140,7 +144,7 @@ def main(argv):
   _, _, trained, step = train_lib.load_trained_model(config.model_dir)
   after = measure(trained, classifier, arrays["a_test"], arrays["a_test_labels"])
 
-  results = {"model": FLAGS.model, "preset": FLAGS.preset, "steps": step, "batch_size": FLAGS.batch_size,
+  results = {"model": FLAGS.model, "preset": FLAGS.preset, "overrides": overrides, "steps": step, "batch_size": FLAGS.batch_size,
              "train_seconds": round(seconds, 1), "images_per_sec": round(result.images_per_sec, 2),
              "classifier_acc_on_B_test": round(b_acc, 4),
              "cycle_l1_untrained": round(before[0], 4), "cycle_l1_trained": round(after[0], 4),

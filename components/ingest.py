@@ -1,10 +1,12 @@
 """`python -m components.ingest`: two image folders (or a CycleGAN dataset) -> TFRecords + stats (Apache Beam).
 
   python -m components.ingest --domain_a=horses/ --domain_b=zebras/ --output_dir=data/
+  python -m components.ingest --dataset_dir=horse2zebra/ --output_dir=data/ --direct_num_workers=2
   python -m components.ingest --dataset_dir=horse2zebra/ --output_dir=data/ --direct_running_mode=multi_processing
       --direct_num_workers=2   (all on one line)
 
-Without --runner, Beam's local FnApiRunner is used (in memory, or in worker processes with the options above).
+Without --runner, Beam's local FnApiRunner is used: in memory; with --direct_num_workers=N on N worker threads;
+with --direct_running_mode=multi_processing in N worker processes.
 
 Every flag not defined here is handed to Beam's PipelineOptions unchanged (--runner, --direct_num_workers,
 --direct_running_mode, Flink/Spark/Dataflow options). See components/ingest_lib.py for what is written.

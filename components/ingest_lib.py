@@ -51,7 +51,7 @@ import time
 import apache_beam as beam
 import google_crc32c
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from components import image_io
 from components.errors import StageError
@@ -546,6 +546,11 @@ def pipeline_options(beam_args: tuple[str, ...]) -> PipelineOptions:
   DirectRunner's attempt to download the Prism binary (offline machines) and honours --direct_running_mode /
   --direct_num_workers. `--runner=DirectRunner` (or any other runner) is used as given.
 
+  `--direct_num_workers=N` (N != 1) without `--direct_running_mode` means `multi_threading` here (Beam's own
+  default, in_memory, would ignore N and run one thread): Pillow releases the GIL while it decodes, resizes and
+  encodes, so N threads use N cores without N worker processes each importing Beam (about 1 s of CPU each).
+  `--direct_running_mode=multi_processing` is honoured as given.
+
   Raises:
     StageError: an argument is no Beam option (Beam would only log and drop it, e.g. a misspelt ingest flag).
   """
@@ -553,6 +558,10 @@ def pipeline_options(beam_args: tuple[str, ...]) -> PipelineOptions:
   if not any(a == "--runner" or a.startswith("--runner=") for a in args):
     args.insert(0, "--runner=FnApiRunner")
   options = PipelineOptions(args)
+  direct = options.view_as(DirectOptions)
+  if (direct.direct_num_workers != 1 and
+      not any(a == "--direct_running_mode" or a.startswith("--direct_running_mode=") for a in args)):
+    direct.direct_running_mode = "multi_threading"
   unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options()))
   if unknown:
     raise StageError(f"unknown option(s) {', '.join('--' + u for u in unknown)}: neither an ingest flag nor a "

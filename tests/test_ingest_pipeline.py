@@ -7,6 +7,7 @@ Few Beam pipelines, many checks each (DirectRunner start-up costs seconds):
   * a CycleGAN layout (trainA/trainB/testA, no testB).
 """
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -239,6 +240,24 @@ def test_cli_multiprocessing_two_workers_is_byte_identical(messy, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "rejected by reason" in proc.stdout and "images/s" in proc.stdout
   assert proc.stderr.count("INFO:__main__:Python sdk harness starting.") == 2  # two worker processes ran
+  first, second = _tree_bytes(config.output_dir), _tree_bytes(out)
+  assert sorted(first) == sorted(second)
+  for name in first:
+    assert first[name] == second[name], f"{name} differs between runs"
+
+
+def test_two_worker_threads_are_the_default_for_workers_and_byte_identical(messy, tmp_path):
+  """`--direct_num_workers=2` alone runs DirectRunner's multi_threading mode (not Beam's single-threaded
+  in_memory) and writes the same bytes; an explicit --direct_running_mode is kept."""
+  from apache_beam.options.pipeline_options import DirectOptions
+
+  mode = lambda *a: ingest_lib.pipeline_options(a).view_as(DirectOptions).direct_running_mode
+  assert mode() == "in_memory" and mode("--direct_num_workers=1") == "in_memory"
+  assert mode("--direct_num_workers=2") == "multi_threading"
+  assert mode("--direct_num_workers=2", "--direct_running_mode=multi_processing") == "multi_processing"
+  _, _, config, _ = messy
+  out = str(tmp_path / "out")
+  ingest_lib.run(dataclasses.replace(config, output_dir=out, beam_args=("--direct_num_workers=2",)))
   first, second = _tree_bytes(config.output_dir), _tree_bytes(out)
   assert sorted(first) == sorted(second)
   for name in first:
