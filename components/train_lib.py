@@ -10,8 +10,9 @@ The loop (one iteration = one global batch):
   2. `strategy.run(family.train_step)` (D update, then G update) and SUM-reduce the per-replica losses;
   3. a non-finite loss stops the run (StageError naming the step and the term) without saving that state;
   4. every interval: progress line + TensorBoard scalars, sample grid, checkpoint; SIGTERM/SIGINT save and stop.
-Rerunning the same command resumes from the newest checkpoint in model_dir (the input pipeline restarts with a
-seed derived from the step, so resumed runs see fresh batches rather than replaying the first ones).
+Rerunning the same command resumes from the newest checkpoint in model_dir (model, optimizers, step and the RNG
+state of the train step's random draws; the input pipeline restarts with a seed derived from the step, so resumed
+runs see fresh batches rather than replaying the first ones).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class TrainConfig:
     summary_every_steps: interval of progress lines and TensorBoard scalars.
     sample_every_steps: interval of sample grids (TensorBoard + samples/*.png); 0 disables them.
     num_samples: examples (grid columns) in the fixed sample batch.
-    seed: seeds weights, the two input orders (domain B gets seed + 1) and random ops.
+    seed: seeds weights, the two input orders (domain B gets seed + 1) and the run's random state (the
+      checkpointed tf.random.Generator of trainer.make_rng, from which every random draw of a step derives).
     mixed_precision: Keras "mixed_bfloat16" policy (bfloat16 compute, float32 variables, no loss scaling).
     jit_compile: XLA-compile the per-replica train step.
     strategy: "auto", "default", "mirrored" or "multi_worker" (see components.trainer.create_strategy).
@@ -252,7 +254,9 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       gen_optimizer.build(model.generator_variables)
       dis_optimizer.build(model.discriminator_variables)
       step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = model_checkpoint(model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer, step=step_var)
+    rng = trainer.make_rng(strategy, config.seed)
+    checkpoint = model_checkpoint(model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer, step=step_var,
+                                  rng=rng)
     keeper = trainer.CheckpointKeeper(checkpoint, os.path.join(config.model_dir, CHECKPOINT_DIR),
                                       max_to_keep=config.keep_checkpoints, chief=chief,
                                       task_id=_task_id(strategy))
@@ -280,8 +284,9 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
     sample_a, sample_b = _sample_batch(config, model_config) if config.sample_every_steps else (None, None)
     global_batch = model_config.batch_size
     step_fn = trainer.make_distributed_step(
-        strategy, lambda x_a, x_b: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch),
-        jit_compile=config.jit_compile)
+        strategy, lambda x_a, x_b, seed: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b,
+                                                           global_batch, seed=seed),
+        jit_compile=config.jit_compile, rng=rng)
 
     def write_samples(step):
       rows = family.sample_rows(model, sample_a, sample_b)
@@ -351,7 +356,10 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
 
 
 def model_checkpoint(model, **objects) -> tf.train.Checkpoint:
-  """The checkpoint layout of model_dir/checkpoints: `model`, `model_variables` and `objects` (optimizers, step).
+  """The checkpoint layout of model_dir/checkpoints: `model`, `model_variables` and `objects`.
+
+  Training passes `gen_optimizer`, `dis_optimizer`, `step` and `rng` (the tf.random.Generator every random draw
+  of a train step derives from) as `objects`.
 
   Keras 3 layers held in Python lists are not children in tf.train.Checkpoint's object graph, so
   `Checkpoint(model=model)` alone misses most weights; every variable of `model.variables` is therefore also

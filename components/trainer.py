@@ -3,7 +3,8 @@
 Nothing model-specific lives here: the per-model losses and updates are `Family.train_step` (models/), the
 stage logic (configs, data, the loop) is `components.train_lib`. This module only knows how to
   * pick and build a `tf.distribute.Strategy` (default, Mirrored over GPUs or logical CPUs, MultiWorker);
-  * wrap a one-replica step in `tf.function` + `strategy.run` and SUM-reduce its loss scalars;
+  * wrap a one-replica step in `tf.function` + `strategy.run` and SUM-reduce its loss scalars, handing each
+    replica a per-step, per-replica seed drawn from a checkpointed `tf.random.Generator`;
   * keep checkpoints with `tf.train.CheckpointManager` (non-chief workers write to a throw-away directory);
   * stop cleanly on SIGTERM/SIGINT (a handler only sets a flag; the loop saves and returns);
   * write TensorBoard scalars/images and sample-grid PNGs, and print progress lines.
@@ -99,19 +100,45 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def make_rng(strategy: tf.distribute.Strategy, seed: int) -> tf.random.Generator:
+  """The run's random state: a Philox tf.random.Generator from `seed`, mirrored (created in strategy.scope()).
+
+  Checkpoint it with the model: `make_distributed_step(..., rng=...)` advances it once per step.
+  """
+  with strategy.scope():
+    return tf.random.Generator.from_seed(seed)
+
+
+def replica_seed(step_seed: tf.Tensor) -> tf.Tensor:
+  """This replica's seed `[2]` for stateless ops: `step_seed` with replica_id_in_sync_group folded in.
+
+  The id is global over all workers (MultiWorkerMirroredStrategy), so every replica of a step draws differently.
+  """
+  replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+  return tf.random.experimental.stateless_fold_in(step_seed, replica_id)
+
+
 def make_distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable[..., Mapping[str, tf.Tensor]],
-                          *, jit_compile: bool = False) -> Callable:
+                          *, jit_compile: bool = False, rng: tf.random.Generator | None = None) -> Callable:
   """Returns a tf.function `step(iterator) -> {name: scalar}` running `replica_step(*next(iterator))` per replica.
 
   The replica step returns loss scalars already divided by the global batch, so they are reduced with SUM.
-  With `jit_compile` the replica step is XLA-compiled.
+  With `jit_compile` the replica step is XLA-compiled. With `rng` (from `make_rng`), each call first draws one
+  step seed from it in cross-replica context (so it advances alike on every worker, and a restored generator
+  resumes the same sequence) and calls `replica_step(*inputs, replica_seed(step_seed))`.
   """
   replica_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
 
+  def seeded_replica_fn(*args):
+    return replica_fn(*args[:-1], replica_seed(args[-1]))
+
   @tf.function
   def step(iterator):
-    inputs = next(iterator)
-    per_replica = strategy.run(replica_fn, args=tuple(inputs))
+    inputs = tuple(next(iterator))
+    if rng is None:
+      per_replica = strategy.run(replica_fn, args=inputs)
+    else:
+      per_replica = strategy.run(seeded_replica_fn, args=inputs + (rng.make_seeds(1)[:, 0],))
     return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             for name, value in per_replica.items()}
 

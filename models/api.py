@@ -61,9 +61,11 @@ class Family:
     config_class: the frozen dataclass of the family's config (architecture, loss weights, optimizer).
     presets: preset name -> config instance; at least "paper" (the official defaults) and "tiny".
     build_model: config -> built TranslationModel (variables created for config.image_size).
-    train_step: (model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size) -> dict of loss scalars.
-      Runs inside `strategy.run` (one replica's view): discriminator update with its own tape, then the
-      generator update with its own tape, exactly the paper's/official code's losses.
+    train_step: (model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict of loss
+      scalars. Runs inside `strategy.run` (one replica's view): discriminator update with its own tape, then the
+      generator update with its own tape, exactly the paper's/official code's losses. `seed` (integer `[2]`,
+      different per replica and step) seeds every random draw of the step (MUNIT prior styles, UNIT latent
+      noise) through `split_seed`; None (a direct call) draws one from TensorFlow's global RNG.
     sample_rows: (model, x_a, x_b) -> ordered dict row_name -> [B, H, W, 3] in [-1, 1], the rows of the
       sample grid (inputs, reconstructions, translations, cycles; MUNIT several styles and a fixed style;
       U-GAT-IT CAM heatmaps rendered as RGB).
@@ -77,3 +79,14 @@ class Family:
   train_step: Callable[..., dict]
   sample_rows: Callable[..., dict]
   build_optimizers: Callable[[Any], tuple]
+
+
+def split_seed(seed: tf.Tensor | None, num: int) -> tf.Tensor:
+  """`num` independent seeds `[num, 2]` for tf.random.stateless_* ops, derived from a train step's `seed` `[2]`.
+
+  `seed` None (a train step called outside the trainer, e.g. a benchmark or a unit test): one seed is drawn from
+  TensorFlow's global stateful RNG (reproducible under tf.random.set_seed / keras.utils.set_random_seed).
+  """
+  if seed is None:
+    seed = tf.random.uniform([2], maxval=tf.int64.max, dtype=tf.int64)
+  return tf.random.experimental.stateless_split(seed, num)

@@ -46,14 +46,11 @@ COMPARED_TERMS = {"ugatit": None, "unit": None, "munit": ("gen_recon_x_a", "gen_
 
 
 def _without_latent_noise(build_model):
-  """Wraps a family's build_model so that every keras GaussianNoise layer of the model adds nothing."""
-  import keras  # pylint: disable=import-outside-toplevel
+  """Wraps UNIT's build_model so that the shared encoder adds no latent noise (z = mu in training too)."""
 
   def build(config):
     model = build_model(config)
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
-      if isinstance(layer, keras.layers.GaussianNoise):
-        layer.stddev = 0.0
+    model.shared_encoder.noise = False
     return model
 
   return build

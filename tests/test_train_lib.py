@@ -62,9 +62,9 @@ def test_model_dir_of_another_model_is_a_clear_error(data_dir, tmp_path):
 def test_non_finite_loss_stops_run_and_keeps_last_good_checkpoint(data_dir, tmp_path):
   family = models.get_family(FAMILY)
 
-  def diverging_train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size):
+  def diverging_train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None):
     """The real step; from the 3rd generator update on, gen_total is reported as NaN (a diverged run)."""
-    losses = family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size)
+    losses = family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed)
     poison = tf.where(gen_optimizer.iterations >= 3, float("nan"), 0.0)
     return dict(losses, gen_total=losses["gen_total"] + poison)
 
@@ -75,3 +75,40 @@ def test_non_finite_loss_stops_run_and_keeps_last_good_checkpoint(data_dir, tmp_
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
   assert not tf.io.gfile.glob(os.path.join(model_dir, "checkpoints", "ckpt-3*"))
   assert train_lib.load_trained_model(model_dir)[3] == 2
+
+
+def _recording(family, *, fail_from_step=None):
+  """`family` with a train step that only draws: `style_draw`, the sum of the step's first MUNIT prior styles.
+
+  (No update: the test is about the random state, and a trivial step keeps it fast.) The value is logged as the
+  TensorBoard scalar loss/style_draw of every step. With `fail_from_step`, that step and later ones report a NaN
+  loss: the run stops there without saving, like a run killed after its last checkpoint.
+  """
+  from models.api import split_seed  # pylint: disable=import-outside-toplevel
+  from models.munit.train import _random_styles  # pylint: disable=import-outside-toplevel
+
+  def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None):  # noqa: ARG001
+    gen_optimizer.iterations.assign_add(1)
+    draw = tf.reduce_sum(_random_styles(model, tf.shape(x_a)[0], split_seed(seed, 4)[0]))
+    poison = 0.0 if fail_from_step is None else tf.where(gen_optimizer.iterations >= fail_from_step, float("nan"), 0.0)
+    return {"style_draw": draw, "gen_total": poison}
+
+  return dataclasses.replace(family, train_step=train_step)
+
+
+def test_resumed_run_draws_the_same_random_values_as_an_uninterrupted_run(data_dir, tmp_path):
+  from tests.test_train_data import read_scalars  # pylint: disable=import-outside-toplevel
+  family = models.get_family(FAMILY)
+  straight = str(tmp_path / "straight")
+  train_lib.run(_config(data_dir, straight, steps=4), family=_recording(family))
+  expected = read_scalars(os.path.join(straight, "logs"))["loss/style_draw"]
+  assert sorted(expected) == [1, 2, 3, 4] and len(set(expected.values())) == 4  # a new draw every step
+
+  # Killed during step 3 (its state is lost; ckpt-2 is the newest checkpoint), then the same run resumed.
+  resumed = str(tmp_path / "resumed")
+  with pytest.raises(StageError, match=r"diverged at step 3.*ckpt-2"):
+    train_lib.run(_config(data_dir, resumed, steps=4), family=_recording(family, fail_from_step=3))
+  result = train_lib.run(_config(data_dir, resumed, steps=4), family=_recording(family))
+  assert (result.start_step, result.step) == (2, 4)
+  draws = read_scalars(os.path.join(resumed, "logs"))["loss/style_draw"]
+  assert draws == expected  # steps 1-2 from the first process, 3-4 after the restore: bit for bit

@@ -9,15 +9,16 @@ from __future__ import annotations
 import tensorflow as tf
 
 from models import losses
+from models.api import split_seed
 from models.optim import minimize
 
 
-def _random_styles(model, batch):
-  """Prior style samples s ~ N(0, I): `[batch, style_dim]`."""
-  return tf.random.normal([batch, model.config.style_dim])
+def _random_styles(model, batch, seed):
+  """Prior style samples s ~ N(0, I): `[batch, style_dim]`, a stateless draw from `seed` `[2]`."""
+  return tf.random.stateless_normal([batch, model.config.style_dim], seed=seed)
 
 
-def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size) -> dict:
+def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict:
   """One MUNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1]: discriminator update, then generator update.
 
   Plan (trainer.py):
@@ -28,18 +29,20 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size)
        optional cycle x_aba = dec_a(c_a_recon, s_a') (recon_x_cyc_w > 0); optional VGG loss (vgg_w > 0);
        L_G = gan_w (adv_a + adv_b) + recon_x_w (|x_a_recon - x_a| + ...) + recon_s_w (|s_a_recon - s_a| + ...)
              + recon_c_w (|c_a_recon - c_a| + ...) + recon_x_cyc_w (|x_aba - x_a| + ...) + vgg_w (vgg_a + vgg_b).
+  The four prior style batches are stateless draws from `seed` (models.api.split_seed; None: a random seed).
   Returns:
     dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_adv_a`, ...).
   """
   cfg = model.config
   gen_a, gen_b, dis_a, dis_b = model.gen_a, model.gen_b, model.dis_a, model.dis_b
   batch = tf.shape(x_a)[0]
+  style_seeds = split_seed(seed, 4)
 
   def mean(per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
   # 1. Discriminator update (generator outputs are constants here).
-  s_a, s_b = _random_styles(model, batch), _random_styles(model, batch)
+  s_a, s_b = _random_styles(model, batch, style_seeds[0]), _random_styles(model, batch, style_seeds[1])
   c_a, c_b = gen_a.content_encoder(x_a, training=True), gen_b.content_encoder(x_b, training=True)
   x_ba = tf.stop_gradient(gen_a.decode(c_b, s_a, training=True))
   x_ab = tf.stop_gradient(gen_b.decode(c_a, s_b, training=True))
@@ -51,7 +54,7 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size)
   minimize(tape, scaled, dis_optimizer, model.discriminator_variables)
 
   # 2. Generator update.
-  s_a, s_b = _random_styles(model, batch), _random_styles(model, batch)
+  s_a, s_b = _random_styles(model, batch, style_seeds[2]), _random_styles(model, batch, style_seeds[3])
   with tf.GradientTape() as tape:
     c_a, s_a_prime = gen_a.encode(x_a, training=True)
     c_b, s_b_prime = gen_b.encode(x_b, training=True)

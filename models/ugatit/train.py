@@ -50,7 +50,7 @@ def _generator_adversarial_loss(dis_global, dis_local, fake: tf.Tensor) -> tf.Te
 
 
 def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b: tf.Tensor,
-               global_batch_size: int) -> dict:
+               global_batch_size: int, seed=None) -> dict:  # pylint: disable=unused-argument
   """One U-GAT-IT iteration on one replica: D update, then G update (UGATIT-pytorch `UGATIT.train`).
 
   Plan:
@@ -66,6 +66,7 @@ def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b:
     gen_optimizer, dis_optimizer: Keras optimizers (a LossScaleOptimizer works: losses go through scale_loss).
     x_a, x_b: [B, S, S, 3] float32 in [-1, 1], this replica's batch of each domain.
     global_batch_size: the batch size summed over replicas.
+    seed: the step's random seed (models.api.Family.train_step); unused, U-GAT-IT's step draws nothing.
   Returns:
     dict of scalar float32 losses (already divided by the global batch): d_loss_a, d_loss_b, d_loss,
     g_adv_a, g_adv_b, g_cycle_a, g_cycle_b, g_identity_a, g_identity_b, g_cam_a, g_cam_b, g_loss_a,

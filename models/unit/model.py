@@ -61,10 +61,13 @@ class UNITModel(keras.Model):
     """The discriminator of domain "a" or "b"."""
     return self._pick(domain, self.dis_a, self.dis_b)
 
-  def encode(self, images, domain: str, training: bool = False):
-    """Shared latent code of `images` of `domain`: `[B, H, W, 3]` -> z `[B, H/4, W/4, 4ch]` (mu + eps in training)."""
+  def encode(self, images, domain: str, training: bool = False, seed=None):
+    """Shared latent code of `images` of `domain`: `[B, H, W, 3]` -> z `[B, H/4, W/4, 4ch]` (mu + eps in training).
+
+    In training eps ~ N(0, I) is a stateless draw from `seed` (`[2]`; None: the shared encoder's own seed state).
+    """
     encoder = self._pick(domain, self.encoder_a, self.encoder_b)
-    return self.shared_encoder(encoder(images, training=training), training=training)
+    return self.shared_encoder(encoder(images, training=training), training=training, seed=seed)
 
   def decode(self, z, domain: str, training: bool = False):
     """Image of `domain` from a shared code: `[B, h, w, C]` -> `[B, 4h, 4w, 3]` float32 in [-1, 1]."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 from models import losses
+from models.api import split_seed
 from models.optim import minimize
 
 
-def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size) -> dict:
+def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict:
   """One UNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1]: discriminator update, then generator update.
 
   Plan:
@@ -25,17 +26,22 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size)
        L_G = gan_w (BCE_G(D_a(x_ba)) + BCE_G(D_b(x_ab))) + ll_direct_link_w (|x_aa - x_a| + |x_bb - x_b|)
              + ll_cycle_link_w (|x_aba - x_a| + |x_bab - x_b|) + kl_direct_link_w (KL(z_a) + KL(z_b))
              + kl_cycle_link_w (KL(z_ba) + KL(z_ab)),  KL(z) = mean(z^2).
+  The six latent noise draws (one per encode) are stateless draws from `seed` (models.api.split_seed; None: a
+  random seed).
   Returns:
     dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_ad_a`, ...).
   """
   cfg = model.config
+  noise_seeds = split_seed(seed, 6)
 
   def mean(per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
   # 1. Discriminator update (generator outputs are constants here).
-  x_ba = tf.stop_gradient(model.decode(model.encode(x_b, "b", training=True), "a", training=True))
-  x_ab = tf.stop_gradient(model.decode(model.encode(x_a, "a", training=True), "b", training=True))
+  z_a = model.encode(x_a, "a", training=True, seed=noise_seeds[0])
+  z_b = model.encode(x_b, "b", training=True, seed=noise_seeds[1])
+  x_ba = tf.stop_gradient(model.decode(z_b, "a", training=True))
+  x_ab = tf.stop_gradient(model.decode(z_a, "b", training=True))
   with tf.GradientTape() as tape:
     dis_loss_a = mean(losses.bce_discriminator_loss(model.dis_a(x_a, training=True),
                                                     model.dis_a(x_ba, training=True)))
@@ -47,11 +53,13 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size)
 
   # 2. Generator update.
   with tf.GradientTape() as tape:
-    z_a, z_b = model.encode(x_a, "a", training=True), model.encode(x_b, "b", training=True)
+    z_a = model.encode(x_a, "a", training=True, seed=noise_seeds[2])
+    z_b = model.encode(x_b, "b", training=True, seed=noise_seeds[3])
     h_a, h_b = model.shared_decoder(z_a, training=True), model.shared_decoder(z_b, training=True)
     x_aa, x_ba = model.generator_a(h_a, training=True), model.generator_a(h_b, training=True)
     x_ab, x_bb = model.generator_b(h_a, training=True), model.generator_b(h_b, training=True)
-    z_ba, z_ab = model.encode(x_ba, "a", training=True), model.encode(x_ab, "b", training=True)
+    z_ba = model.encode(x_ba, "a", training=True, seed=noise_seeds[4])
+    z_ab = model.encode(x_ab, "b", training=True, seed=noise_seeds[5])
     x_bab, x_aba = model.decode(z_ba, "b", training=True), model.decode(z_ab, "a", training=True)
     terms = {
         "gen_ad_a": mean(losses.bce_generator_loss(model.dis_a(x_ba, training=True))),
