@@ -9,7 +9,9 @@ Conventions (all families):
   * a "direction" is the string "a2b" or "b2a";
   * losses returned by a train step are per-replica scalars already reduced with
     `tf.nn.compute_average_loss(per_example, global_batch_size=...)`, so summing them over replicas
-    (`strategy.reduce(SUM, ...)`) gives the global-batch mean whatever the number of replicas.
+    (`strategy.reduce(SUM, ...)`) gives the global-batch mean whatever the number of replicas;
+  * every random draw of a train step is a stateless op seeded from the step's `seed` (`split_seed`), so the
+    trainer alone owns the random state (checkpointed) and decides what each replica and step draws.
 """
 
 from __future__ import annotations
