@@ -257,3 +257,79 @@ def test_multi_scale_patch_discriminator_shapes_and_options():
   assert L.MultiScalePatchDiscriminator.from_config(blur.get_config()).get_config() == blur.get_config()
   with pytest.raises(ValueError, match="Unknown downsample 'max_pool'"):
     L.MultiScalePatchDiscriminator(downsample="max_pool")
+
+
+def _np_conv_valid(x, w):
+  """Stride-1 'valid' cross-correlation in numpy: x [B, H, W, Ci], w [kh, kw, Ci, Co]."""
+  kh, kw = w.shape[:2]
+  ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  out = np.zeros((x.shape[0], ho, wo, w.shape[3]), np.float64)
+  for i in range(kh):
+    for j in range(kw):
+      out += np.einsum("bhwc,co->bhwo", x[:, i:i + ho, j:j + wo, :].astype(np.float64), w[i, j].astype(np.float64))
+  return out
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 9, 11, 5), (3, 3, 5, 4)), ((1, 12, 12, 3), (7, 7, 3, 6)),
+                                          ((3, 8, 10, 16), (5, 3, 16, 2)), ((1, 6, 6, 4), (1, 1, 4, 3))])
+@pytest.mark.parametrize("forward_dx", [True, False])
+def test_conv2d_valid_values_and_gradients_match_the_direct_convolution(shape, kernel, forward_dx):
+  # Golden: y by numpy; dL/dx and dL/dw of L = sum(y * dy) by numpy (the exact gradients of the convolution).
+  x = RNG.normal(size=shape).astype(np.float32)
+  w = RNG.normal(size=kernel).astype(np.float32)
+  y_np = _np_conv_valid(x, w)
+  dy = RNG.normal(size=y_np.shape).astype(np.float32)
+  kh, kw = kernel[:2]
+  dx_np = np.zeros(shape, np.float64)
+  dw_np = np.zeros(kernel, np.float64)
+  for i in range(kh):
+    for j in range(kw):
+      patch = x[:, i:i + y_np.shape[1], j:j + y_np.shape[2], :].astype(np.float64)
+      dw_np[i, j] = np.einsum("bhwc,bhwo->co", patch, dy)
+      dx_np[:, i:i + y_np.shape[1], j:j + y_np.shape[2], :] += np.einsum("bhwo,co->bhwc", dy, w[i, j])
+  xt, wt = tf.constant(x), tf.constant(w)
+
+  @tf.function
+  def run(x, w):
+    with tf.GradientTape() as tape:
+      tape.watch([x, w])
+      y = L.conv2d_valid(x, w, forward_dx=forward_dx)
+      loss = tf.reduce_sum(y * dy)
+    return (y, *tape.gradient(loss, [x, w]))
+
+  y, dx, dw = run(xt, wt)
+  np.testing.assert_allclose(y.numpy(), y_np, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dx.numpy(), dx_np, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dw.numpy(), dw_np, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_conv2d_is_keras_conv2d_with_the_same_weights_outputs_and_gradients():
+  x = tf.constant(RNG.normal(size=(2, 70, 70, 8)).astype(np.float32))
+  fast = L.FastConv2D(3, 7, name="conv")  # 7x7 -> 3 channels at 64x64: both gradients by forward convs
+  ref = keras.layers.Conv2D(3, 7, name="conv")
+  fast.build(x.shape)
+  ref.build(x.shape)
+  for a, b in zip(ref.weights, fast.weights):
+    a.assign(b)
+  assert [v.shape for v in fast.weights] == [v.shape for v in ref.weights] and len(fast.weights) == 2
+  dy = tf.constant(RNG.normal(size=(2, 64, 64, 3)).astype(np.float32))
+  grads = []
+  for layer in (fast, ref):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(layer(x) * dy)
+    grads.append([layer(x), *tape.gradient(loss, [x, *layer.trainable_weights])])
+  for a, b in zip(*grads):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
+  strided = L.FastConv2D(4, 3, strides=2)  # not stride 1: Keras' own path
+  assert strided(x).shape == (2, 34, 34, 4)
+
+
+def test_fast_conv2d_under_mixed_precision(mixed_precision):
+  layer = L.FastConv2D(4, 3)
+  x = tf.constant(RNG.normal(size=(1, 10, 10, 3)).astype(np.float32))
+  with tf.GradientTape() as tape:
+    y = layer(x)
+    loss = tf.reduce_sum(tf.cast(y, tf.float32))
+  grads = tape.gradient(loss, layer.trainable_weights)
+  assert y.dtype == tf.float16 and all(g is not None and g.dtype == tf.float32 for g in grads)

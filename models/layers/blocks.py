@@ -16,6 +16,7 @@ import math
 import keras
 from keras import ops
 
+from models.layers.conv import FastConv2D
 from models.layers.normalization import AdaIN, MUNITLayerNorm, instance_norm
 from models.layers.padding import ReflectionPadding2D
 
@@ -91,8 +92,8 @@ class ConvBlock(keras.layers.Layer):
     if len(input_shape) != 4 or input_shape[-1] is None:
       raise ValueError(f"ConvBlock expects [B, H, W, C] with known C, got {tuple(input_shape)}.")
     kernel_init, bias_init = initializers(self.init, input_shape[-1] * self.kernel_size ** 2)
-    self.conv = keras.layers.Conv2D(self.filters, self.kernel_size, self.strides, padding="valid",
-                                    kernel_initializer=kernel_init, bias_initializer=bias_init, name="conv")
+    self.conv = FastConv2D(self.filters, self.kernel_size, self.strides, padding="valid",
+                           kernel_initializer=kernel_init, bias_initializer=bias_init, name="conv")
 
   def call(self, x):
     if self.pad is not None:
@@ -222,8 +223,8 @@ class AdaINResBlock(keras.layers.Layer):
       raise ValueError(f"AdaINResBlock needs adain_params of shape [B, {4 * c}] for {c} channels, got "
                        f"{tuple(p_shape)}.")
     kernel_init, bias_init = initializers(self.init, c * 9)
-    self.conv1 = keras.layers.Conv2D(c, 3, kernel_initializer=kernel_init, bias_initializer=bias_init, name="conv1")
-    self.conv2 = keras.layers.Conv2D(c, 3, kernel_initializer=kernel_init, bias_initializer=bias_init, name="conv2")
+    self.conv1 = FastConv2D(c, 3, kernel_initializer=kernel_init, bias_initializer=bias_init, name="conv1")
+    self.conv2 = FastConv2D(c, 3, kernel_initializer=kernel_init, bias_initializer=bias_init, name="conv2")
 
   def call(self, inputs):
     x, params = inputs
