@@ -123,11 +123,19 @@ def make_distributed_step(strategy: tf.distribute.Strategy, replica_step: Callab
   """Returns a tf.function `step(iterator) -> {name: scalar}` running `replica_step(*next(iterator))` per replica.
 
   The replica step returns loss scalars already divided by the global batch, so they are reduced with SUM.
-  With `jit_compile` the replica step is XLA-compiled. With `rng` (from `make_rng`), each call first draws one
+  With `jit_compile` the replica step is XLA-compiled (one replica), or, with several replicas, XLA
+  auto-clustering is switched on for the process. With `rng` (from `make_rng`), each call first draws one
   step seed from it in cross-replica context (so it advances alike on every worker, and a restored generator
   resumes the same sequence) and calls `replica_step(*inputs, replica_seed(step_seed))`.
   """
-  replica_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
+  replica_fn = replica_step
+  if jit_compile and strategy.num_replicas_in_sync > 1:
+    # The replica step aggregates gradients across replicas (a merge_call inside optimizer.apply), which cannot
+    # live in an XLA-compiled function: use XLA auto-clustering of the step's graph instead (GPU; on CPU only
+    # with TF_XLA_FLAGS=--tf_xla_cpu_global_jit), which compiles everything but the cross-replica sync.
+    tf.config.optimizer.set_jit("autoclustering")
+  elif jit_compile:
+    replica_fn = tf.function(replica_step, jit_compile=True)
 
   def seeded_replica_fn(*args):
     return replica_fn(*args[:-1], replica_seed(args[-1]))
