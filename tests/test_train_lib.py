@@ -135,3 +135,20 @@ def test_train_step_draws_only_from_its_seed(name):
   assert {k: float(v) for k, v in first.items()} == {k: float(v) for k, v in again.items()}
   terms = ("gen_enc_a", "gen_enc_b") if name == "unit" else ("gen_recon_s_a", "gen_recon_s_b")
   assert all(float(first[t]) != float(other[t]) for t in terms)
+
+
+def test_mixed_precision_trains_in_bfloat16_with_float32_variables(data_dir, tmp_path, monkeypatch):
+  import keras  # pylint: disable=import-outside-toplevel
+
+  set_policy, policies = keras.mixed_precision.set_global_policy, []
+  monkeypatch.setattr(keras.mixed_precision, "set_global_policy",
+                      lambda p: (policies.append(getattr(p, "name", p)), set_policy(p)))
+  result = train_lib.run(_config(data_dir, str(tmp_path), steps=2, mixed_precision=True))
+  assert policies == ["mixed_bfloat16", "float32"]
+  assert result.step == 2 and result.losses
+  assert all(tf.math.is_finite(v) for v in result.losses.values()), result.losses
+  assert keras.mixed_precision.global_policy().name == "float32"  # the run restores the policy it found
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["train"]["mixed_precision"] is True
+  _, _, model, step = train_lib.load_trained_model(str(tmp_path))
+  assert step == 2 and {v.dtype for v in model.variables} <= {"float32", "uint32", "int64"}
