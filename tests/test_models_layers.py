@@ -333,3 +333,34 @@ def test_fast_conv2d_under_mixed_precision(mixed_precision):
     loss = tf.reduce_sum(tf.cast(y, tf.float32))
   grads = tape.gradient(loss, layer.trainable_weights)
   assert y.dtype == tf.float16 and all(g is not None and g.dtype == tf.float32 for g in grads)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 2, 2, 4), (1, 8, 8, 16)])
+def test_conv_block_call_upsampled_equals_upsampling_then_block(shape):
+  # MUNIT's decoder up-sampling step: UpSampling2D(2, nearest) -> [reflect pad 2, 5x5 conv, LN, ReLU]; the
+  # phase-decomposed path must give the same outputs and gradients (input, kernel, bias, LN gamma/beta).
+  block = L.ConvBlock(5, 5, 1, 2, "reflect", "ln", "relu")
+  x = tf.constant(RNG.normal(size=shape).astype(np.float32))
+  upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
+  block(upsample(x))
+  assert block.built
+  dy = tf.constant(RNG.normal(size=(shape[0], 2 * shape[1], 2 * shape[2], 5)).astype(np.float32))
+  results = []
+  for fn in (lambda t: block(upsample(t)), block.call_upsampled):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x)
+      loss = tf.reduce_sum(y * dy)
+    results.append([y, *tape.gradient(loss, [x, *block.trainable_weights])])
+  assert len(results[0]) == 6  # y, dx, kernel, bias, gamma, beta
+  for a, b in zip(*results):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_upsample2x_reflect_conv5_golden():
+  x = RNG.normal(size=(1, 3, 4, 2)).astype(np.float32)
+  w = RNG.normal(size=(5, 5, 2, 3)).astype(np.float32)
+  up = x.repeat(2, axis=1).repeat(2, axis=2)
+  golden = _np_conv_valid(np.pad(up, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect"), w)
+  np.testing.assert_allclose(L.conv.upsample2x_reflect_conv5(tf.constant(x), tf.constant(w)).numpy(), golden,
+                             rtol=1e-4, atol=1e-4)

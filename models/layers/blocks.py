@@ -16,6 +16,7 @@ import math
 import keras
 from keras import ops
 
+from models.layers import conv as conv_lib
 from models.layers.conv import FastConv2D
 from models.layers.normalization import AdaIN, MUNITLayerNorm, instance_norm
 from models.layers.padding import ReflectionPadding2D
@@ -104,6 +105,27 @@ class ConvBlock(keras.layers.Layer):
     if self.act is not None:
       x = self.act(x)
     return x
+
+  def call_upsampled(self, x):
+    """`self(nearest_upsample_2x(x))` (Keras UpSampling2D(2, "nearest"), then this block): `[B, H, W, C]` ->
+    `[B, 2H, 2W, filters]`.
+
+    For MUNIT's up-sampling block (5x5, stride 1, reflect padding 2, built, H and W >= 2 known) the convolution
+    runs as `conv.upsample2x_reflect_conv5` on x itself (same values, 9/25 of the multiply-adds, no 4x
+    larger upsampled image); any other block upsamples with ops.repeat and calls itself.
+    """
+    h, w = x.shape[1], x.shape[2]
+    if not (self.built and conv_lib.ENABLED and self.pad_type == "reflect" and self.kernel_size == 5
+            and self.padding == 2 and self.strides == 1 and h is not None and w is not None and min(h, w) >= 2):
+      return self(ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2))
+    x = ops.cast(x, self.compute_dtype)
+    y = conv_lib.upsample2x_reflect_conv5(x, self.conv.kernel)
+    y = y + ops.cast(self.conv.bias, y.dtype)
+    if self.norm_layer is not None:
+      y = self.norm_layer(y)
+    if self.act is not None:
+      y = self.act(y)
+    return y
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

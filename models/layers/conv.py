@@ -16,6 +16,7 @@ The math is the convolution's exact gradient; only the summation order (float ro
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # The input gradient uses a forward convolution only where that was measured faster: few output channels (the
@@ -100,3 +101,46 @@ class FastConv2D(keras.layers.Conv2D):
         and self.data_format == "channels_last"):
       return conv2d_valid(inputs, kernel)
     return super().convolution_op(inputs, kernel)
+
+
+def _upsampled_reflect_index(n: int, pad: int) -> np.ndarray:
+  """Source index in x (length n) of every position of reflect_pad(nearest_up2(x), pad) (length 2n + 2 pad)."""
+  up = np.arange(2 * n) // 2
+  padded = np.arange(-pad, 2 * n + pad)
+  padded = np.where(padded < 0, -padded, padded)
+  padded = np.where(padded > 2 * n - 1, 2 * (2 * n - 1) - padded, padded)
+  return up[padded]
+
+
+# Row (and column) phase matrices of a 5-tap filter on a nearest-upsampled signal: output 2m + p reads
+# up2(e)[2m + p .. 2m + p + 4] = taps of e[m], e[m + 1], e[m + 2] (e = x edge-padded by 1) with these sums.
+_PHASES_5 = np.array([[[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
+                      [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]]], np.float32)  # [phase, tap3, tap5]
+
+
+def upsample2x_reflect_conv5(x, kernel):
+  """conv5x5_valid(reflect_pad(nearest_upsample_2x(x), 2), kernel) without building the upsampled image.
+
+  x `[B, H, W, Ci]` (H, W >= 2, static), kernel `[5, 5, Ci, Co]` -> `[B, 2H, 2W, Co]` (no bias).
+  Interior: each of the four output phases (row parity, column parity) is a 3x3 convolution of x edge-padded
+  by 1 with summed taps (`_PHASES_5`), computed as one 3x3 conv with 4 Co channels and depth_to_space: 9/25 of
+  the multiply-adds. The reflection differs from edge padding only in the outermost padded row/column, which
+  reaches only the outermost output rows/columns: those four strips are computed directly from the exact
+  padded rows/columns (gathered from x).
+  """
+  _, h, w, c_in = x.shape
+  c_out = kernel.shape[-1]
+  kernel = tf.cast(tf.convert_to_tensor(kernel), tf.float32)
+  phase_kernel = tf.einsum("pat,qbs,tsio->abipqo", _PHASES_5, _PHASES_5, kernel)  # [3, 3, Ci, 2, 2, Co]
+  phase_kernel = tf.cast(tf.reshape(phase_kernel, [3, 3, c_in, 4 * c_out]), x.dtype)
+  kernel = tf.cast(kernel, x.dtype)
+  main = tf.nn.depth_to_space(conv2d_valid(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC"), phase_kernel), 2)
+  rows, cols = _upsampled_reflect_index(h, 2), _upsampled_reflect_index(w, 2)
+
+  def strip(row_index, col_index):
+    return tf.nn.conv2d(tf.gather(tf.gather(x, row_index, axis=1), col_index, axis=2), kernel, 1, "VALID")
+
+  top, bottom = strip(rows[:5], cols), strip(rows[-5:], cols)  # [B, 1, 2W, Co]
+  left, right = strip(rows, cols[:5]), strip(rows, cols[-5:])  # [B, 2H, 1, Co]
+  middle = tf.concat([left[:, 1:-1], main[:, 1:-1, 1:-1], right[:, 1:-1]], axis=2)
+  return tf.concat([top, middle, bottom], axis=1)

@@ -129,8 +129,10 @@ class Decoder(keras.Model):
     per_block = 4 * self.dim
     for i, block in enumerate(self.res_blocks):
       x = block([x, params[:, i * per_block:(i + 1) * per_block]], training=training)
-    for layer in self.up_blocks:
-      x = layer(x, training=training)
+    for upsample, conv in zip(self.up_blocks[::2], self.up_blocks[1::2]):
+      # conv(upsample(x)), computed without the upsampled image (ConvBlock.call_upsampled); the first call
+      # (building the block) takes the plain path.
+      x = conv.call_upsampled(x) if conv.built else conv(upsample(x), training=training)
     return tf.cast(self.conv_out(x), tf.float32)
 
   def get_config(self):

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from models.layers.adalin import AdaLIN, ILN
 from models.layers.cam import CAM
+from models.layers.conv import FastConv2D
 from models.layers.normalization import instance_norm
 from models.layers.padding import ReflectionPadding2D
 
@@ -47,8 +48,11 @@ def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
 
 def _conv(filters: int, kernel_size: int, stride: int, in_channels: int, use_bias: bool, name: str,
           dtype=None) -> keras.layers.Conv2D:
-  """A 'valid' Conv2D with torch default init (padding is done by ReflectionPadding2D)."""
-  return keras.layers.Conv2D(
+  """A 'valid' Conv2D with torch default init (padding is done by ReflectionPadding2D).
+
+  FastConv2D: keras.layers.Conv2D with faster CPU gradients for stride 1 (models/layers/conv.py).
+  """
+  return FastConv2D(
       filters, kernel_size, strides=stride, padding="valid", use_bias=use_bias, name=name, dtype=dtype,
       kernel_initializer=torch_kernel_initializer(),
       bias_initializer=torch_bias_initializer(in_channels * kernel_size * kernel_size))
