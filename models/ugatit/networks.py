@@ -171,7 +171,7 @@ class ResnetAdaLINBlock(keras.layers.Layer):
     return {**super().get_config(), "channels": self.channels}
 
 
-@keras.saving.register_keras_serializable(package="i2i")
+@keras.saving.register_keras_serializable(package="i2i", name="UGATITGenerator")  # unique in i2i>
 class Generator(keras.Model):
   """U-GAT-IT generator (UGATIT-pytorch `ResnetGenerator(3, 3, ngf=ch, n_blocks=n_res, img_size, light)`).
 
@@ -309,7 +309,7 @@ class Generator(keras.Model):
             "light": self.light}
 
 
-@keras.saving.register_keras_serializable(package="i2i")
+@keras.saving.register_keras_serializable(package="i2i", name="UGATITDiscriminator")  # unique in i2i>
 class Discriminator(keras.Model):
   """U-GAT-IT discriminator (UGATIT-pytorch `Discriminator(3, ndf=ch, n_layers)`); 7 = global, 5 = local.
 

@@ -74,7 +74,7 @@ class SharedResBlocks(keras.Model):
     return {**super().get_config(), "n_blk": self.n_blk, "noise": self.noise}
 
 
-@keras.saving.register_keras_serializable(package="i2i")
+@keras.saving.register_keras_serializable(package="i2i", name="UNITGenerator")  # unique in i2i>
 class Generator(keras.Model):
   """One domain's decoder back-end (`decode_A`): `[B, h, w, C]` -> `[B, h 2^(n_front-1), ..., 3]` in [-1, 1], float32."""
 
@@ -98,7 +98,7 @@ class Generator(keras.Model):
             "output_dim": self.output_dim}
 
 
-@keras.saving.register_keras_serializable(package="i2i")
+@keras.saving.register_keras_serializable(package="i2i", name="UNITDiscriminator")  # unique in i2i>
 class Discriminator(MultiScalePatchDiscriminator):
   """One domain's discriminator: `[B, H, W, 3]` -> list of num_scales logit maps `[B, H / 2^n_layer / 2^s, ..., 1]`.
 
