@@ -17,6 +17,7 @@ discriminator shortened to the deepest that fits the size). Prints one table; --
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -76,7 +77,11 @@ def time_tf(family_name: str, size: int, batch: int, jit: bool, steps: int, warm
   for _ in range(steps):
     losses = step(iterator)
   float(next(iter(losses.values())))
-  return steps / (time.perf_counter() - start)
+  seconds = time.perf_counter() - start
+  del step, iterator, model, gen_opt, dis_opt  # the grid runs in one process: free this config (it grew to 24 GB)
+  keras.backend.clear_session()
+  gc.collect()
+  return steps / seconds
 
 
 TORCH_SCRIPT = r'''
