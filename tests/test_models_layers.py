@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from models import layers as L
+from models.layers import conv as conv_lib
 
 RNG = np.random.default_rng(0)
 
@@ -303,6 +304,69 @@ def test_conv2d_valid_values_and_gradients_match_the_direct_convolution(shape, k
   np.testing.assert_allclose(dw.numpy(), dw_np, rtol=1e-4, atol=1e-4)
 
 
+def _np_conv_strided_grads(x, w, strides, dy):
+  """y, dL/dx, dL/dw of a 'valid' strided cross-correlation and L = sum(y * dy), in float64 numpy."""
+  (kh, kw), (sh, sw) = w.shape[:2], strides
+  ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  x64, w64 = x.astype(np.float64), w.astype(np.float64)
+  y, dx, dw = np.zeros((x.shape[0], ho, wo, w.shape[3])), np.zeros(x.shape), np.zeros(w.shape)
+  for i in range(kh):
+    for j in range(kw):
+      rows, cols = slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)
+      y += np.einsum("bhwc,co->bhwo", x64[:, rows, cols, :], w64[i, j])
+      dw[i, j] = np.einsum("bhwc,bhwo->co", x64[:, rows, cols, :], dy)
+      dx[:, rows, cols, :] += np.einsum("bhwo,co->bhwc", dy, w64[i, j])
+  return y, dx, dw
+
+
+@pytest.mark.parametrize("shape,kernel,strides", [((2, 4, 4, 6), (3, 3, 6, 5), (2, 2)),   # UNIT D's last convs
+                                                  ((3, 10, 6, 4), (4, 4, 4, 7), (2, 2)),  # MUNIT / U-GAT-IT D
+                                                  ((1, 9, 8, 3), (3, 2, 3, 2), (3, 2)),   # uneven taps, strides
+                                                  ((2, 3, 3, 8), (3, 3, 8, 16), (2, 2))])  # a 1x1 output
+def test_conv2d_patches_values_and_gradients_match_the_direct_convolution(shape, kernel, strides):
+  x = RNG.normal(size=shape).astype(np.float32)
+  w = RNG.normal(size=kernel).astype(np.float32)
+  ho, wo = (shape[1] - kernel[0]) // strides[0] + 1, (shape[2] - kernel[1]) // strides[1] + 1
+  dy = RNG.normal(size=(shape[0], ho, wo, kernel[3])).astype(np.float32)
+  y_np, dx_np, dw_np = _np_conv_strided_grads(x, w, strides, dy)
+  xt, wt = tf.constant(x), tf.constant(w)
+
+  @tf.function
+  def run(x, w):
+    with tf.GradientTape() as tape:
+      tape.watch([x, w])
+      y = L.conv2d_patches(x, w, strides)
+      loss = tf.reduce_sum(y * dy)
+    return (y, *tape.gradient(loss, [x, w]))
+
+  y, dx, dw = run(xt, wt)
+  np.testing.assert_allclose(y.numpy(), y_np, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dx.numpy(), dx_np, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dw.numpy(), dw_np, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_conv2d_strided_small_outputs_use_patches_and_match_keras():
+  # A discriminator's deep end: 3x3 stride 2 on a zero-padded 4x4 map -> 2x2 (patches path), and a 34x34
+  # output (Keras' own path); both must give Keras Conv2D's outputs and gradients with the same weights.
+  for size, expect_patches in ((6, True), (70, False)):
+    x = tf.constant(RNG.normal(size=(2, size, size, 8)).astype(np.float32))
+    fast, ref = L.FastConv2D(6, 3, strides=2, name="conv"), keras.layers.Conv2D(6, 3, strides=2, name="conv")
+    fast.build(x.shape)
+    ref.build(x.shape)
+    for a, b in zip(ref.weights, fast.weights):
+      a.assign(b)
+    assert conv_lib.use_patches(x.shape, fast.kernel.shape, fast.strides) == expect_patches
+    results = []
+    for layer in (fast, ref):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.cos(y))
+      results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
+    for a, b in zip(*results):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
+
+
 def test_fast_conv2d_is_keras_conv2d_with_the_same_weights_outputs_and_gradients():
   x = tf.constant(RNG.normal(size=(2, 70, 70, 8)).astype(np.float32))
   fast = L.FastConv2D(3, 7, name="conv")  # 7x7 -> 3 channels at 64x64: both gradients by forward convs
@@ -321,13 +385,12 @@ def test_fast_conv2d_is_keras_conv2d_with_the_same_weights_outputs_and_gradients
     grads.append([layer(x), *tape.gradient(loss, [x, *layer.trainable_weights])])
   for a, b in zip(*grads):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
-  strided = L.FastConv2D(4, 3, strides=2)  # not stride 1: Keras' own path
-  assert strided(x).shape == (2, 34, 34, 4)
 
 
-def test_fast_conv2d_under_mixed_precision(mixed_precision):
-  layer = L.FastConv2D(4, 3)
-  x = tf.constant(RNG.normal(size=(1, 10, 10, 3)).astype(np.float32))
+@pytest.mark.parametrize("strides", [1, 2])  # conv2d_valid, conv2d_patches (5x5 -> 2x2)
+def test_fast_conv2d_under_mixed_precision(mixed_precision, strides):
+  layer = L.FastConv2D(4, 3, strides=strides)
+  x = tf.constant(RNG.normal(size=(1, 5 if strides == 2 else 10, 5 if strides == 2 else 10, 3)).astype(np.float32))
   with tf.GradientTape() as tape:
     y = layer(x)
     loss = tf.reduce_sum(tf.cast(y, tf.float32))

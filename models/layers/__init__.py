@@ -8,7 +8,7 @@ MultiScalePatchDiscriminator. U-GAT-IT: AdaLIN, ILN, RhoClipper, CAM.
 from models.layers.adalin import ILN, AdaLIN, RhoClipper  # noqa: F401
 from models.layers.blocks import AdaINResBlock, ConvBlock, ConvTransposeBlock, ResBlock, initializers  # noqa: F401
 from models.layers.cam import CAM  # noqa: F401
-from models.layers.conv import FastConv2D, conv2d_valid  # noqa: F401
+from models.layers.conv import FastConv2D, conv2d_patches, conv2d_valid  # noqa: F401
 from models.layers.discriminator import MultiScalePatchDiscriminator  # noqa: F401
 from models.layers.normalization import AdaIN, MUNITLayerNorm, instance_norm  # noqa: F401
 from models.layers.padding import ReflectionPadding2D  # noqa: F401
