@@ -13,6 +13,10 @@ For every (model, size, batch): steps/s of one full iteration (D update then G u
     no-ops. Skipped with a message when the torch interpreter or a mirror is missing.
 Architectures are each family's "paper" preset at the requested size (U-GAT-IT: "paper_light", and the global
 discriminator shortened to the deepest that fits the size). Prints one table; --json writes the rows.
+
+Side by side: both sides are built and warmed up, then --rounds alternating bursts of --steps steps (ours, then
+torch: the torch process waits on a pipe between its bursts, idle) are timed; each column is the median over the
+rounds, so a slow spell of the machine hits both sides rather than one. The XLA column is timed on its own after.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from absl import app, flags
 flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Families to benchmark.")
 flags.DEFINE_list("sizes", ["64", "128"], "Image sizes.")
 flags.DEFINE_list("batches", ["1", "4"], "Batch sizes.")
-flags.DEFINE_integer("steps", 10, "Timed steps per configuration.")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing/compilation, allocator warmup).")
+flags.DEFINE_integer("steps", 2, "Timed steps per burst.")
+flags.DEFINE_integer("rounds", 3, "Alternating bursts (ours, torch) per configuration; columns are medians.")
+flags.DEFINE_integer("warmup", 1, "Untimed steps first (tracing/compilation, allocator warmup).")
 flags.DEFINE_boolean("jit", True, "Also time the XLA-compiled (--jit_compile) TF step.")
 flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python with torch for the reference column.")
 flags.DEFINE_string("mirrors", "/work/.mirror", "Directory of the mirrored official repositories.")
@@ -54,8 +59,11 @@ def model_config(family: str, size: int, batch: int):
   return models.get_config(family, PRESET[family], **overrides)
 
 
-def time_tf(family_name: str, size: int, batch: int, jit: bool, steps: int, warmup: int) -> float:
-  """Steps/s of our distributed train step (default strategy) on a fixed in-memory batch."""
+def tf_stepper(family_name: str, size: int, batch: int, jit: bool, warmup: int):
+  """Builds our distributed train step (default strategy) on a fixed in-memory batch and runs `warmup` steps.
+
+  Returns (run, free): run(n) times n steps and returns their seconds; free() releases the models.
+  """
   import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
@@ -63,25 +71,28 @@ def time_tf(family_name: str, size: int, batch: int, jit: bool, steps: int, warm
   keras.utils.set_random_seed(0)
   family = models.get_family(family_name)
   config = model_config(family_name, size, batch)
-  model = family.build_model(config)
+  state = {"model": family.build_model(config)}
   gen_opt, dis_opt = family.build_optimizers(config)
   strategy = tf.distribute.get_strategy()
   x = tf.random.uniform([batch, size, size, 3], -1.0, 1.0, seed=1)
-  iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, x)).repeat()))
-  step = trainer.make_distributed_step(
-      strategy, lambda a, b: family.train_step(model, gen_opt, dis_opt, a, b, batch), jit_compile=jit)
-  for _ in range(warmup):
-    losses = step(iterator)
-  float(next(iter(losses.values())))  # waits for the warmup steps to finish
-  start = time.perf_counter()
-  for _ in range(steps):
-    losses = step(iterator)
-  float(next(iter(losses.values())))
-  seconds = time.perf_counter() - start
-  del step, iterator, model, gen_opt, dis_opt  # the grid runs in one process: free this config (it grew to 24 GB)
-  keras.backend.clear_session()
-  gc.collect()
-  return steps / seconds
+  state["iterator"] = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, x)).repeat()))
+  state["step"] = trainer.make_distributed_step(
+      strategy, lambda a, b: family.train_step(state["model"], gen_opt, dis_opt, a, b, batch), jit_compile=jit)
+
+  def run(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      losses = state["step"](state["iterator"])
+    float(next(iter(losses.values())))  # waits for the steps to finish
+    return time.perf_counter() - start
+
+  def free():  # the grid runs in one process: free this config (it grew to 24 GB)
+    state.clear()
+    keras.backend.clear_session()
+    gc.collect()
+
+  run(warmup)
+  return run, free
 
 
 TORCH_SCRIPT = r'''
@@ -91,7 +102,7 @@ torch.Tensor.cuda = lambda self, *a, **k: self          # the official code call
 nn.Module.cuda = lambda self, *a, **k: self
 sys.modules.setdefault("cv2", types.ModuleType("cv2"))  # imported (unused for these nets) by UNIT's common_net
 src, cfg = sys.argv[1], json.loads(sys.argv[2])
-family, size, batch, steps, warmup = cfg["family"], cfg["size"], cfg["batch"], cfg["steps"], cfg["warmup"]
+family, size, batch, warmup = cfg["family"], cfg["size"], cfg["batch"], cfg["warmup"]
 m = cfg["model"]
 torch.manual_seed(0)
 x_a = torch.rand(batch, 3, size, size) * 2 - 1
@@ -194,10 +205,12 @@ else:
 
 for _ in range(warmup):
   step()
-start = time.perf_counter()
-for _ in range(steps):
-  step()
-print(json.dumps({"steps_per_sec": steps / (time.perf_counter() - start), "threads": torch.get_num_threads()}))
+print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+for line in sys.stdin:  # one burst per line: the number of steps; answers with their seconds
+  start = time.perf_counter()
+  for _ in range(int(line)):
+    step()
+  print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 '''
 
 SOURCES = {  # family -> (mirror, git revision, files, destination subdir)
@@ -227,22 +240,79 @@ def export_reference(family: str, dest: str) -> str | None:
   return None
 
 
-def time_torch(family: str, size: int, batch: int, src: str) -> tuple[float | None, str]:
-  """Steps/s of the official PyTorch networks (None + reason when unavailable)."""
-  if not os.path.exists(FLAGS.torch_python):
-    return None, f"no torch interpreter at {FLAGS.torch_python}"
-  why = export_reference(family, src)
-  if why:
-    return None, why
-  script = os.path.join(src, "bench_torch.py")
-  with open(script, "w") as f:
-    f.write(TORCH_SCRIPT)
-  cfg = {"family": family, "size": size, "batch": batch, "steps": FLAGS.steps, "warmup": FLAGS.warmup,
-         "model": model_config(family, size, batch).to_dict()}
-  proc = subprocess.run([FLAGS.torch_python, script, src, json.dumps(cfg)], capture_output=True, text=True)
-  if proc.returncode:
-    return None, "torch run failed: " + proc.stderr.strip().splitlines()[-1][:200]
-  return json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_sec"], ""
+class TorchStepper:
+  """The official PyTorch iteration in a subprocess, built and warmed up, running bursts on request."""
+
+  def __init__(self, family: str, size: int, batch: int, src: str):
+    self.proc, self.why = None, ""
+    if not os.path.exists(FLAGS.torch_python):
+      self.why = f"no torch interpreter at {FLAGS.torch_python}"
+      return
+    self.why = export_reference(family, src) or ""
+    if self.why:
+      return
+    script = os.path.join(src, "bench_torch.py")
+    with open(script, "w") as f:
+      f.write(TORCH_SCRIPT)
+    cfg = {"family": family, "size": size, "batch": batch, "warmup": FLAGS.warmup,
+           "model": model_config(family, size, batch).to_dict()}
+    self.errors = tempfile.TemporaryFile(mode="w+")
+    self.proc = subprocess.Popen([FLAGS.torch_python, script, src, json.dumps(cfg)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=self.errors, text=True)
+    self._answer()  # {"ready": true} after the warmup
+
+  def _answer(self) -> dict:
+    line = self.proc.stdout.readline()
+    if not line:
+      self.errors.seek(0)
+      lines = self.errors.read().strip().splitlines() or ["(no output)"]
+      self.why, self.proc = "torch run failed: " + lines[-1][:200], None
+      return {}
+    return json.loads(line)
+
+  def run(self, n: int) -> float | None:
+    """Seconds of n torch steps (timed inside the torch process), or None when the reference is unavailable."""
+    if self.proc is None:
+      return None
+    self.proc.stdin.write(f"{n}\n")
+    self.proc.stdin.flush()
+    return self._answer().get("seconds")
+
+  def close(self):
+    if self.proc is not None:
+      self.proc.stdin.close()
+      self.proc.wait()
+
+
+def median(values):
+  values = sorted(v for v in values if v is not None)
+  return values[len(values) // 2] if values else None
+
+
+def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, str]:
+  """One row: steps/s of ours and torch (medians of alternating bursts), then ours with XLA."""
+  row = {"model": family, "size": size, "batch": batch}
+  run_tf, free_tf = tf_stepper(family, size, batch, False, FLAGS.warmup)
+  torch = TorchStepper(family, size, batch, src)
+  tf_rates, torch_rates = [], []
+  for _ in range(FLAGS.rounds):
+    tf_rates.append(FLAGS.steps / run_tf(FLAGS.steps))
+    seconds = torch.run(FLAGS.steps)
+    torch_rates.append(FLAGS.steps / seconds if seconds else None)
+  torch.close()
+  free_tf()
+  row["tf"], row["torch"] = median(tf_rates), median(torch_rates)
+  row["tf_bursts"], row["torch_bursts"] = tf_rates, torch_rates
+  why = f"torch column skipped for {family}: {torch.why}" if torch.why else ""
+  if FLAGS.jit:
+    try:
+      run_xla, free_xla = tf_stepper(family, size, batch, True, FLAGS.warmup)
+      row["tf_xla"] = median([FLAGS.steps / run_xla(FLAGS.steps) for _ in range(FLAGS.rounds)])
+      free_xla()
+    except Exception as e:  # pylint: disable=broad-except
+      row["tf_xla"] = None
+      why = why or f"XLA failed for {family}: {type(e).__name__}: {str(e).splitlines()[0][:150]}"
+  return row, why
 
 
 def main(argv):
@@ -253,20 +323,12 @@ def main(argv):
   for family in FLAGS.models:
     for size in map(int, FLAGS.sizes):
       for batch in map(int, FLAGS.batches):
-        row = {"model": family, "size": size, "batch": batch,
-               "tf": time_tf(family, size, batch, False, FLAGS.steps, FLAGS.warmup)}
-        if FLAGS.jit:
-          try:
-            row["tf_xla"] = time_tf(family, size, batch, True, FLAGS.steps, FLAGS.warmup)
-          except Exception as e:  # pylint: disable=broad-except
-            row["tf_xla"] = None
-            notes.add(f"XLA failed for {family}: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
-        row["torch"], why = time_torch(family, size, batch, src)
+        row, why = measure(family, size, batch, src)
         if why:
-          notes.add(f"torch column skipped for {family}: {why}")
+          notes.add(why)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-  fmt = lambda v: f"{v:8.2f}" if v else "       -"  # noqa: E731
+  fmt = lambda v: f"{v:8.3f}" if v else "       -"  # noqa: E731
   print(f"{'model':8s}{'size':>6s}{'batch':>6s}{'tf':>9s}{'tf+xla':>9s}{'torch':>9s}{'tf/torch':>9s}   (steps/s)")
   for r in rows:
     ratio = r["tf"] / r["torch"] if r.get("torch") else None
