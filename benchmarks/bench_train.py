@@ -14,7 +14,7 @@ For every (model, size, batch): steps/s of one full iteration (D update then G u
 Architectures are each family's "paper" preset at the requested size (U-GAT-IT: "paper_light", and the global
 discriminator shortened to the deepest that fits the size). Prints one table; --json writes the rows.
 
-Side by side: both sides are built and warmed up, then --rounds alternating bursts of --steps steps (ours, then
+Each row runs in its own process. Side by side: both sides are built and warmed up, then --rounds alternating bursts of --steps steps (ours, then
 torch: the torch process waits on a pipe between its bursts, idle) are timed; each column is the median over the
 rounds, so a slow spell of the machine hits both sides rather than one. The XLA column is timed on its own after.
 """
@@ -41,6 +41,7 @@ flags.DEFINE_boolean("jit", True, "Also time the XLA-compiled (--jit_compile) TF
 flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python with torch for the reference column.")
 flags.DEFINE_string("mirrors", "/work/.mirror", "Directory of the mirrored official repositories.")
 flags.DEFINE_string("json", "", "Optional path for the result rows as JSON.")
+flags.DEFINE_string("row", "", "Internal: measure one 'model,size,batch' in this process and print it as JSON.")
 FLAGS = flags.FLAGS
 
 PRESET = {"unit": "paper", "munit": "paper", "ugatit": "paper_light"}
@@ -315,15 +316,32 @@ def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, str]:
   return row, why
 
 
+def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, str]:
+  """measure() in a fresh process: memory freed between rows (in one process the grid grew past 20 GB)."""
+  argv = [sys.executable, "-m", "benchmarks.bench_train", f"--row={family},{size},{batch}",
+          f"--steps={FLAGS.steps}", f"--rounds={FLAGS.rounds}", f"--warmup={FLAGS.warmup}",
+          f"--{'' if FLAGS.jit else 'no'}jit", f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}"]
+  proc = subprocess.run(argv, capture_output=True, text=True)
+  if proc.returncode:
+    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+    return {"model": family, "size": size, "batch": batch, "tf": None}, f"{family} {size}/{batch} failed: {tail}"
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  return result["row"], result["why"]
+
+
 def main(argv):
-  """Runs every configuration and prints the table."""
+  """Runs every configuration (each in its own process) and prints the table."""
   del argv
+  if FLAGS.row:
+    family, size, batch = FLAGS.row.split(",")
+    row, why = measure(family, int(size), int(batch), tempfile.mkdtemp(prefix="bench_train_torch_"))
+    print(json.dumps({"row": row, "why": why}))
+    return
   rows, notes = [], set()
-  src = tempfile.mkdtemp(prefix="bench_train_torch_")
   for family in FLAGS.models:
     for size in map(int, FLAGS.sizes):
       for batch in map(int, FLAGS.batches):
-        row, why = measure(family, size, batch, src)
+        row, why = measure_in_subprocess(family, size, batch)
         if why:
           notes.add(why)
         rows.append(row)
@@ -331,7 +349,7 @@ def main(argv):
   fmt = lambda v: f"{v:8.3f}" if v else "       -"  # noqa: E731
   print(f"{'model':8s}{'size':>6s}{'batch':>6s}{'tf':>9s}{'tf+xla':>9s}{'torch':>9s}{'tf/torch':>9s}   (steps/s)")
   for r in rows:
-    ratio = r["tf"] / r["torch"] if r.get("torch") else None
+    ratio = r["tf"] / r["torch"] if r.get("tf") and r.get("torch") else None
     print(f"{r['model']:8s}{r['size']:6d}{r['batch']:6d}{fmt(r['tf'])} {fmt(r.get('tf_xla'))} "
           f"{fmt(r.get('torch'))} {fmt(ratio)}")
   for note in sorted(notes):
