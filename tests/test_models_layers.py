@@ -260,52 +260,8 @@ def test_multi_scale_patch_discriminator_shapes_and_options():
     L.MultiScalePatchDiscriminator(downsample="max_pool")
 
 
-def _np_conv_valid(x, w):
-  """Stride-1 'valid' cross-correlation in numpy: x [B, H, W, Ci], w [kh, kw, Ci, Co]."""
-  kh, kw = w.shape[:2]
-  ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-  out = np.zeros((x.shape[0], ho, wo, w.shape[3]), np.float64)
-  for i in range(kh):
-    for j in range(kw):
-      out += np.einsum("bhwc,co->bhwo", x[:, i:i + ho, j:j + wo, :].astype(np.float64), w[i, j].astype(np.float64))
-  return out
-
-
-@pytest.mark.parametrize("shape,kernel", [((2, 9, 11, 5), (3, 3, 5, 4)), ((1, 12, 12, 3), (7, 7, 3, 6)),
-                                          ((3, 8, 10, 16), (5, 3, 16, 2)), ((1, 6, 6, 4), (1, 1, 4, 3))])
-@pytest.mark.parametrize("forward_dx", [True, False])
-def test_conv2d_valid_values_and_gradients_match_the_direct_convolution(shape, kernel, forward_dx):
-  # Golden: y by numpy; dL/dx and dL/dw of L = sum(y * dy) by numpy (the exact gradients of the convolution).
-  x = RNG.normal(size=shape).astype(np.float32)
-  w = RNG.normal(size=kernel).astype(np.float32)
-  y_np = _np_conv_valid(x, w)
-  dy = RNG.normal(size=y_np.shape).astype(np.float32)
-  kh, kw = kernel[:2]
-  dx_np = np.zeros(shape, np.float64)
-  dw_np = np.zeros(kernel, np.float64)
-  for i in range(kh):
-    for j in range(kw):
-      patch = x[:, i:i + y_np.shape[1], j:j + y_np.shape[2], :].astype(np.float64)
-      dw_np[i, j] = np.einsum("bhwc,bhwo->co", patch, dy)
-      dx_np[:, i:i + y_np.shape[1], j:j + y_np.shape[2], :] += np.einsum("bhwo,co->bhwc", dy, w[i, j])
-  xt, wt = tf.constant(x), tf.constant(w)
-
-  @tf.function
-  def run(x, w):
-    with tf.GradientTape() as tape:
-      tape.watch([x, w])
-      y = L.conv2d_valid(x, w, forward_dx=forward_dx)
-      loss = tf.reduce_sum(y * dy)
-    return (y, *tape.gradient(loss, [x, w]))
-
-  y, dx, dw = run(xt, wt)
-  np.testing.assert_allclose(y.numpy(), y_np, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(dx.numpy(), dx_np, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(dw.numpy(), dw_np, rtol=1e-4, atol=1e-4)
-
-
-def _np_conv_strided_grads(x, w, strides, dy):
-  """y, dL/dx, dL/dw of a 'valid' strided cross-correlation and L = sum(y * dy), in float64 numpy."""
+def _np_conv_grads(x, w, strides, dy):
+  """y, dL/dx, dL/dw of a 'valid' (strided) cross-correlation and L = sum(y * dy), in float64 numpy."""
   (kh, kw), (sh, sw) = w.shape[:2], strides
   ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
   x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -319,30 +275,37 @@ def _np_conv_strided_grads(x, w, strides, dy):
   return y, dx, dw
 
 
-@pytest.mark.parametrize("shape,kernel,strides", [((2, 4, 4, 6), (3, 3, 6, 5), (2, 2)),   # UNIT D's last convs
-                                                  ((3, 10, 6, 4), (4, 4, 4, 7), (2, 2)),  # MUNIT / U-GAT-IT D
-                                                  ((1, 9, 8, 3), (3, 2, 3, 2), (3, 2)),   # uneven taps, strides
-                                                  ((2, 3, 3, 8), (3, 3, 8, 16), (2, 2))])  # a 1x1 output
-def test_conv2d_patches_values_and_gradients_match_the_direct_convolution(shape, kernel, strides):
+def _assert_conv_matches_numpy(conv, shape, kernel, strides):
+  """conv(x, w)'s values and its gradients dL/dx, dL/dw of L = sum(y * dy) equal the numpy golden."""
   x = RNG.normal(size=shape).astype(np.float32)
   w = RNG.normal(size=kernel).astype(np.float32)
   ho, wo = (shape[1] - kernel[0]) // strides[0] + 1, (shape[2] - kernel[1]) // strides[1] + 1
   dy = RNG.normal(size=(shape[0], ho, wo, kernel[3])).astype(np.float32)
-  y_np, dx_np, dw_np = _np_conv_strided_grads(x, w, strides, dy)
-  xt, wt = tf.constant(x), tf.constant(w)
 
   @tf.function
   def run(x, w):
     with tf.GradientTape() as tape:
       tape.watch([x, w])
-      y = L.conv2d_patches(x, w, strides)
-      loss = tf.reduce_sum(y * dy)
-    return (y, *tape.gradient(loss, [x, w]))
+      loss = tf.reduce_sum(conv(x, w) * dy)
+    return (conv(x, w), *tape.gradient(loss, [x, w]))
 
-  y, dx, dw = run(xt, wt)
-  np.testing.assert_allclose(y.numpy(), y_np, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(dx.numpy(), dx_np, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(dw.numpy(), dw_np, rtol=1e-4, atol=1e-4)
+  for got, golden in zip(run(tf.constant(x), tf.constant(w)), _np_conv_grads(x, w, strides, dy)):
+    np.testing.assert_allclose(got.numpy(), golden, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 9, 11, 5), (3, 3, 5, 4)), ((1, 12, 12, 3), (7, 7, 3, 6)),
+                                          ((3, 8, 10, 16), (5, 3, 16, 2)), ((1, 6, 6, 4), (1, 1, 4, 3))])
+@pytest.mark.parametrize("forward_dx", [True, False])
+def test_conv2d_valid_values_and_gradients_match_the_direct_convolution(shape, kernel, forward_dx):
+  _assert_conv_matches_numpy(lambda x, w: L.conv2d_valid(x, w, forward_dx=forward_dx), shape, kernel, (1, 1))
+
+
+@pytest.mark.parametrize("shape,kernel,strides", [((2, 4, 4, 6), (3, 3, 6, 5), (2, 2)),   # UNIT D's last convs
+                                                  ((3, 10, 6, 4), (4, 4, 4, 7), (2, 2)),  # MUNIT / U-GAT-IT D
+                                                  ((1, 9, 8, 3), (3, 2, 3, 2), (3, 2)),   # uneven taps, strides
+                                                  ((2, 3, 3, 8), (3, 3, 8, 16), (2, 2))])  # a 1x1 output
+def test_conv2d_patches_values_and_gradients_match_the_direct_convolution(shape, kernel, strides):
+  _assert_conv_matches_numpy(lambda x, w: L.conv2d_patches(x, w, strides), shape, kernel, strides)
 
 
 def test_fast_conv2d_strided_small_outputs_use_patches_and_match_keras():
@@ -424,6 +387,7 @@ def test_upsample2x_reflect_conv5_golden():
   x = RNG.normal(size=(1, 3, 4, 2)).astype(np.float32)
   w = RNG.normal(size=(5, 5, 2, 3)).astype(np.float32)
   up = x.repeat(2, axis=1).repeat(2, axis=2)
-  golden = _np_conv_valid(np.pad(up, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect"), w)
+  golden = _np_conv_grads(np.pad(up, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect"), w, (1, 1),
+                          np.zeros((1, 6, 8, 3)))[0]  # the values only
   np.testing.assert_allclose(L.conv.upsample2x_reflect_conv5(tf.constant(x), tf.constant(w)).numpy(), golden,
                              rtol=1e-4, atol=1e-4)
