@@ -14,9 +14,10 @@ For every (model, size, batch): steps/s of one full iteration (D update then G u
 Architectures are each family's "paper" preset at the requested size (U-GAT-IT: "paper_light", and the global
 discriminator shortened to the deepest that fits the size). Prints one table; --json writes the rows.
 
-Each row runs in its own process. Side by side: both sides are built and warmed up, then --rounds alternating bursts of --steps steps (ours, then
-torch: the torch process waits on a pipe between its bursts, idle) are timed; each column is the median over the
-rounds, so a slow spell of the machine hits both sides rather than one. The XLA column is timed on its own after.
+Each row runs in its own process. Side by side: both sides are built and warmed up, then --rounds alternating
+bursts of --steps steps (ours, then torch: the torch process waits on a pipe between its bursts, idle) are timed;
+each column is the median over the rounds, so a slow spell of the machine hits both sides rather than one. The
+XLA column is timed on its own after.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ MIN_INPUT_CHANNELS = 16
 # faster (fwd + both gradients) up to 8x8 outputs, slower from 16x16 (the patch matrix grows kh kw / s^2 times
 # the input, and its gradient is a sparse scatter).
 MAX_PATCH_OUTPUT_PIXELS = 8 * 8
-# FastConv2D uses conv2d_valid / conv2d_patches when True (False: plain Keras Conv2D, for A/B benchmarks); read at trace time.
+# FastConv2D uses conv2d_valid / conv2d_patches when True (False: plain Keras Conv2D, for A/B benchmarks); read at
+# trace time.
 ENABLED = True
 
 
