@@ -88,7 +88,7 @@ def tf_stepper(family_name: str, size: int, batch: int, jit: bool, warmup: int):
     float(next(iter(losses.values())))  # waits for the steps to finish
     return time.perf_counter() - start
 
-  def free():  # the grid runs in one process: free this config (it grew to 24 GB)
+  def free():  # before the row's XLA step is built (MUNIT 128 px batch 4 holds GBs of activations)
     state.clear()
     keras.backend.clear_session()
     gc.collect()
@@ -246,7 +246,7 @@ class TorchStepper:
   """The official PyTorch iteration in a subprocess, built and warmed up, running bursts on request."""
 
   def __init__(self, family: str, size: int, batch: int, src: str):
-    self.proc, self.why = None, ""
+    self.proc, self.why, self.errors = None, "", None
     if not os.path.exists(FLAGS.torch_python):
       self.why = f"no torch interpreter at {FLAGS.torch_python}"
       return
@@ -268,7 +268,9 @@ class TorchStepper:
     if not line:
       self.errors.seek(0)
       lines = self.errors.read().strip().splitlines() or ["(no output)"]
-      self.why, self.proc = "torch run failed: " + lines[-1][:200], None
+      self.why = "torch run failed: " + lines[-1][:200]
+      self.proc.wait()
+      self.proc = None
       return {}
     return json.loads(line)
 
@@ -284,6 +286,8 @@ class TorchStepper:
     if self.proc is not None:
       self.proc.stdin.close()
       self.proc.wait()
+    if self.errors is not None:
+      self.errors.close()
 
 
 def median(values):
@@ -291,8 +295,8 @@ def median(values):
   return values[len(values) // 2] if values else None
 
 
-def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, str]:
-  """One row: steps/s of ours and torch (medians of alternating bursts), then ours with XLA."""
+def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, list[str]]:
+  """One row: steps/s of ours and torch (medians of alternating bursts), then ours with XLA; and notes."""
   row = {"model": family, "size": size, "batch": batch}
   run_tf, free_tf = tf_stepper(family, size, batch, False, FLAGS.warmup)
   torch = TorchStepper(family, size, batch, src)
@@ -305,7 +309,7 @@ def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, str]:
   free_tf()
   row["tf"], row["torch"] = median(tf_rates), median(torch_rates)
   row["tf_bursts"], row["torch_bursts"] = tf_rates, torch_rates
-  why = f"torch column skipped for {family}: {torch.why}" if torch.why else ""
+  notes = [f"torch column skipped for {family}: {torch.why}"] if torch.why else []
   if FLAGS.jit:
     try:
       run_xla, free_xla = tf_stepper(family, size, batch, True, FLAGS.warmup)
@@ -313,11 +317,11 @@ def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, str]:
       free_xla()
     except Exception as e:  # pylint: disable=broad-except
       row["tf_xla"] = None
-      why = why or f"XLA failed for {family}: {type(e).__name__}: {str(e).splitlines()[0][:150]}"
-  return row, why
+      notes.append(f"XLA failed for {family}: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
+  return row, notes
 
 
-def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, str]:
+def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, list[str]]:
   """measure() in a fresh process: memory freed between rows (in one process the grid grew past 20 GB)."""
   argv = [sys.executable, "-m", "benchmarks.bench_train", f"--row={family},{size},{batch}",
           f"--steps={FLAGS.steps}", f"--rounds={FLAGS.rounds}", f"--warmup={FLAGS.warmup}",
@@ -325,9 +329,9 @@ def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, str
   proc = subprocess.run(argv, capture_output=True, text=True)
   if proc.returncode:
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
-    return {"model": family, "size": size, "batch": batch, "tf": None}, f"{family} {size}/{batch} failed: {tail}"
+    return {"model": family, "size": size, "batch": batch, "tf": None}, [f"{family} {size}/{batch} failed: {tail}"]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
-  return result["row"], result["why"]
+  return result["row"], result["notes"]
 
 
 def main(argv):
@@ -335,16 +339,15 @@ def main(argv):
   del argv
   if FLAGS.row:
     family, size, batch = FLAGS.row.split(",")
-    row, why = measure(family, int(size), int(batch), tempfile.mkdtemp(prefix="bench_train_torch_"))
-    print(json.dumps({"row": row, "why": why}))
+    row, notes = measure(family, int(size), int(batch), tempfile.mkdtemp(prefix="bench_train_torch_"))
+    print(json.dumps({"row": row, "notes": notes}))
     return
   rows, notes = [], set()
   for family in FLAGS.models:
     for size in map(int, FLAGS.sizes):
       for batch in map(int, FLAGS.batches):
-        row, why = measure_in_subprocess(family, size, batch)
-        if why:
-          notes.add(why)
+        row, row_notes = measure_in_subprocess(family, size, batch)
+        notes.update(row_notes)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
   fmt = lambda v: f"{v:8.3f}" if v else "       -"  # noqa: E731

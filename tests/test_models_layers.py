@@ -286,8 +286,9 @@ def _assert_conv_matches_numpy(conv, shape, kernel, strides):
   def run(x, w):
     with tf.GradientTape() as tape:
       tape.watch([x, w])
-      loss = tf.reduce_sum(conv(x, w) * dy)
-    return (conv(x, w), *tape.gradient(loss, [x, w]))
+      y = conv(x, w)
+      loss = tf.reduce_sum(y * dy)
+    return (y, *tape.gradient(loss, [x, w]))
 
   for got, golden in zip(run(tf.constant(x), tf.constant(w)), _np_conv_grads(x, w, strides, dy)):
     np.testing.assert_allclose(got.numpy(), golden, rtol=1e-4, atol=1e-4)
@@ -308,46 +309,43 @@ def test_conv2d_patches_values_and_gradients_match_the_direct_convolution(shape,
   _assert_conv_matches_numpy(lambda x, w: L.conv2d_patches(x, w, strides), shape, kernel, strides)
 
 
+def _assert_fast_conv2d_matches_keras(x, filters, kernel_size, strides, loss):
+  """FastConv2D and keras Conv2D with the same weights give the same y and gradients of loss(y) (x, kernel, bias).
+
+  Returns the built FastConv2D and Keras layers."""
+  fast = L.FastConv2D(filters, kernel_size, strides=strides, name="conv")
+  ref = keras.layers.Conv2D(filters, kernel_size, strides=strides, name="conv")
+  fast.build(x.shape)
+  ref.build(x.shape)
+  for a, b in zip(ref.weights, fast.weights):
+    a.assign(b)
+  results = []
+  for layer in (fast, ref):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+      value = loss(y)
+    results.append([y, *tape.gradient(value, [x, *layer.trainable_weights])])
+  for a, b in zip(*results):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
+  return fast, ref
+
+
 def test_fast_conv2d_strided_small_outputs_use_patches_and_match_keras():
   # A discriminator's deep end: 3x3 stride 2 on a zero-padded 4x4 map -> 2x2 (patches path), and a 34x34
   # output (Keras' own path); both must give Keras Conv2D's outputs and gradients with the same weights.
   for size, expect_patches in ((6, True), (70, False)):
     x = tf.constant(RNG.normal(size=(2, size, size, 8)).astype(np.float32))
-    fast, ref = L.FastConv2D(6, 3, strides=2, name="conv"), keras.layers.Conv2D(6, 3, strides=2, name="conv")
-    fast.build(x.shape)
-    ref.build(x.shape)
-    for a, b in zip(ref.weights, fast.weights):
-      a.assign(b)
+    fast, _ = _assert_fast_conv2d_matches_keras(x, 6, 3, 2, lambda y: tf.reduce_sum(y * tf.cos(y)))
     assert conv_lib.use_patches(x.shape, fast.kernel.shape, fast.strides) == expect_patches
-    results = []
-    for layer in (fast, ref):
-      with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x)
-        loss = tf.reduce_sum(y * tf.cos(y))
-      results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
-    for a, b in zip(*results):
-      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
 
 
 def test_fast_conv2d_is_keras_conv2d_with_the_same_weights_outputs_and_gradients():
   x = tf.constant(RNG.normal(size=(2, 70, 70, 8)).astype(np.float32))
-  fast = L.FastConv2D(3, 7, name="conv")  # 7x7 -> 3 channels at 64x64: both gradients by forward convs
-  ref = keras.layers.Conv2D(3, 7, name="conv")
-  fast.build(x.shape)
-  ref.build(x.shape)
-  for a, b in zip(ref.weights, fast.weights):
-    a.assign(b)
-  assert [v.shape for v in fast.weights] == [v.shape for v in ref.weights] and len(fast.weights) == 2
   dy = tf.constant(RNG.normal(size=(2, 64, 64, 3)).astype(np.float32))
-  grads = []
-  for layer in (fast, ref):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      loss = tf.reduce_sum(layer(x) * dy)
-    grads.append([layer(x), *tape.gradient(loss, [x, *layer.trainable_weights])])
-  for a, b in zip(*grads):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=2e-4)
+  # 7x7 -> 3 channels at 64x64: both gradients by forward convs
+  fast, ref = _assert_fast_conv2d_matches_keras(x, 3, 7, 1, lambda y: tf.reduce_sum(y * dy))
+  assert [v.shape for v in fast.weights] == [v.shape for v in ref.weights] and len(fast.weights) == 2
 
 
 @pytest.mark.parametrize("strides", [1, 2])  # conv2d_valid, conv2d_patches (5x5 -> 2x2)
