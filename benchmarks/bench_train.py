@@ -8,7 +8,7 @@ For every (model, size, batch): steps/s of one full iteration (D update then G u
     repeated in-memory batch, without and (--jit) with XLA (`jit_compile=True`);
   * torch: the official networks imported from the mirrored repositories (NVlabs/MUNIT networks.py,
     mingyuliutw/UNIT version_02 cocogan_nets.py, znxlwm/UGATIT-pytorch networks.py, written to a temp dir with
-    `git show`) with the official losses and torch.optim.Adam, run by /tmp/torchvenv/bin/python. The
+    `git show`) with the official losses and torch.optim.Adam, run by --torch_python ($I2I_TORCH_PYTHON). The
     iteration bodies follow trainer.py / cocogan_trainer.py / UGATIT.py (logging left out); CUDA calls become
     no-ops. Skipped with a message when the torch interpreter or a mirror is missing.
 Architectures are each family's "paper" preset at the requested size (U-GAT-IT: "paper_light", and the global
@@ -39,8 +39,11 @@ flags.DEFINE_integer("steps", 2, "Timed steps per burst.")
 flags.DEFINE_integer("rounds", 3, "Alternating bursts (ours, torch) per configuration; columns are medians.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps first (tracing/compilation, allocator warmup).")
 flags.DEFINE_boolean("jit", True, "Also time the XLA-compiled (--jit_compile) TF step.")
-flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python with torch for the reference column.")
-flags.DEFINE_string("mirrors", "/work/.mirror", "Directory of the mirrored official repositories.")
+flags.DEFINE_string("torch_python", os.environ.get("I2I_TORCH_PYTHON", ""),
+                    "Python with torch for the reference column (default: $I2I_TORCH_PYTHON).")
+flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
+                    "Directory holding the official repositories (default: $I2I_OFFICIAL_REPOS; see "
+                    "benchmarks/official/source.py).")
 flags.DEFINE_string("json", "", "Optional path for the result rows as JSON.")
 flags.DEFINE_string("row", "", "Internal: measure one 'model,size,batch' in this process and print it as JSON.")
 FLAGS = flags.FLAGS
@@ -215,30 +218,15 @@ for line in sys.stdin:  # one burst per line: the number of steps; answers with 
   print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 '''
 
-SOURCES = {  # family -> (mirror, git revision, files, destination subdir)
-    "munit": ("NVlabs+MUNIT", "HEAD", ["networks.py"], "munit"),
-    "unit": ("mingyuliutw+UNIT", "version_02",
-             ["src/trainers/cocogan_nets.py", "src/trainers/common_net.py", "src/trainers/init.py"], "unit"),
-    "ugatit": ("znxlwm+UGATIT-pytorch", "HEAD", ["networks.py"], "ugatit"),
-}
-
-
 def export_reference(family: str, dest: str) -> str | None:
-  """Writes the official files of `family` under dest/<subdir> with `git show`; returns why not, or None."""
-  repo, rev, files, sub = SOURCES[family]
-  git_dir = os.path.join(FLAGS.mirrors, repo, "repo")
-  if not os.path.isdir(git_dir):
-    return f"mirror {git_dir} missing"
-  for path in files:
-    out = os.path.join(dest, sub, path.replace("src/", "", 1))
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    shown = subprocess.run(["git", "-C", git_dir, "show", f"{rev}:{path}"], capture_output=True)
-    if shown.returncode:
-      return f"git show {rev}:{path} failed: {shown.stderr.decode()[:200]}"
-    with open(out, "wb") as f:
-      f.write(shown.stdout)
-  if family == "unit":  # an empty package file: the official one imports the (Python 2) trainers too
-    open(os.path.join(dest, sub, "trainers", "__init__.py"), "w").close()
+  """Writes the official files of `family` under dest/<subdir> (benchmarks.official.source); returns why not."""
+  from benchmarks.official import source  # pylint: disable=import-outside-toplevel
+  if FLAGS.mirrors:
+    os.environ[source.ENV_REPOS] = FLAGS.mirrors
+  try:
+    source.export_reference(family, dest)
+  except FileNotFoundError as e:
+    return str(e)
   return None
 
 
@@ -247,8 +235,8 @@ class TorchStepper:
 
   def __init__(self, family: str, size: int, batch: int, src: str):
     self.proc, self.why, self.errors = None, "", None
-    if not os.path.exists(FLAGS.torch_python):
-      self.why = f"no torch interpreter at {FLAGS.torch_python}"
+    if not FLAGS.torch_python or not os.path.exists(FLAGS.torch_python):
+      self.why = f"no torch interpreter at {FLAGS.torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
       return
     self.why = export_reference(family, src) or ""
     if self.why:

@@ -107,6 +107,17 @@ def test_adam_l2_matches_torch_adam_weight_decay():
     optim.AdamL2(weight_decay=0.1, l2_weight_decay=0.1)
 
 
+def test_adam_l2_adds_eps_after_the_bias_correction_like_torch():
+  # Gradients near eps tell the two eps placements apart: torch's first step is lr * g / (|g| + eps) = 0.0909 for
+  # g = 1e-7, eps = 1e-8; adding eps before the bias correction (TF/Keras Adam) gives lr * g / (|g| + eps /
+  # sqrt(1 - b2)) = 0.0240.
+  lr, b1, b2, eps = 0.1, 0.5, 0.999, 1e-8
+  opt = optim.AdamL2(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps)
+  var = tf.Variable([0.0, 0.0])
+  opt.apply([tf.constant([1e-7, -1e-6], tf.float32)], [var])
+  np.testing.assert_allclose(var.numpy(), [-lr * 1e-7 / (1e-7 + eps), lr * 1e-6 / (1e-6 + eps)], rtol=1e-4)
+
+
 def test_step_policy_halves_every_step_size_iterations():
   gen, dis = optim.build_optimizers(_OptConfig(lr_policy="step", step_size=2, gamma=0.5))
   schedule = optim.learning_rate_schedule(_OptConfig(lr_policy="step", step_size=2, gamma=0.5))
