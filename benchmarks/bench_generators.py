@@ -11,8 +11,8 @@ In one run it measures
     with the generator (`--runs` rounds of one matmul + one translation) so that both see the same load from
     other processes; the best time of each is kept (load only ever slows a run down);
   * the official generator (NVlabs/MUNIT AdaINGen encode + decode, mingyuliutw/UNIT version_02 COCOResGen
-    forward_a2b) in CPU PyTorch, as a subprocess of /tmp/torchvenv/bin/python on a script generated here from
-    the mirrored repositories; that column is skipped with a message when the venv or a mirror is absent.
+    forward_a2b) in CPU PyTorch, as a subprocess of --torch_python ($I2I_TORCH_PYTHON) on a script generated here from
+    the official repositories ($I2I_OFFICIAL_REPOS, see benchmarks/official/source.py); that column is skipped with a message when the venv or a mirror is absent.
 Prints a Markdown table (GFLOP/s, % of the ceiling, torch ms).
 """
 
@@ -32,10 +32,6 @@ from absl import app, flags
 
 import models
 
-TORCH_PYTHON = "/tmp/torchvenv/bin/python"
-MIRRORS = {"munit": ("/work/.mirror/NVlabs+MUNIT/repo", "HEAD", ["networks.py"]),
-           "unit": ("/work/.mirror/mingyuliutw+UNIT/repo", "version_02",
-                    ["src/trainers/cocogan_nets.py", "src/trainers/common_net.py", "src/trainers/init.py"])}
 
 TORCH_SCRIPT = r'''
 import json, statistics, sys, time, types
@@ -55,7 +51,7 @@ if family == "munit":
   style = torch.randn(1, 8, 1, 1)
   fn = lambda: gen_b.decode(gen_a.encode(x)[0], style)
 else:
-  from unit_pkg.cocogan_nets import COCOResGen
+  from trainers.cocogan_nets import COCOResGen
   gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=64, n_enc_front_blk=3, n_enc_res_blk=3,
                         n_enc_shared_blk=1, n_gen_shared_blk=1, n_gen_res_blk=3, n_gen_front_blk=3)).eval()
   fn = lambda: gen.forward_a2b(x)[0]
@@ -72,6 +68,8 @@ print(json.dumps({"best_s": min(times), "median_s": statistics.median(times), "t
 flags.DEFINE_list("families", ["munit", "unit"], "Families whose paper-preset generator is measured.")
 flags.DEFINE_integer("image_size", 256, "Square input size (multiple of 4).")
 flags.DEFINE_integer("runs", 5, "Timed runs (median) after warm-up.")
+flags.DEFINE_string("torch_python", os.environ.get("I2I_TORCH_PYTHON", ""),
+                    "Python with torch for the official column (default: $I2I_TORCH_PYTHON).")
 
 
 MATMUL_N = 2048
@@ -135,26 +133,19 @@ def measure_tf(family_name: str, image_size: int, runs: int) -> dict:
 
 def measure_torch(family_name: str, image_size: int, runs: int) -> dict | str:
   """Best and median seconds of the official PyTorch generator, or a message saying why it was skipped."""
-  if not os.path.exists(TORCH_PYTHON):
-    return f"skipped: {TORCH_PYTHON} not found"
-  repo, rev, paths = MIRRORS[family_name]
-  if not os.path.isdir(repo):
-    return f"skipped: mirror {repo} not found"
+  from benchmarks.official import source  # pylint: disable=import-outside-toplevel
+  torch_python = flags.FLAGS.torch_python
+  if not torch_python or not os.path.exists(torch_python):
+    return f"skipped: no torch interpreter at {torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
   with tempfile.TemporaryDirectory() as tmp:
-    target = tmp if family_name == "munit" else os.path.join(tmp, "unit_pkg")
-    os.makedirs(target, exist_ok=True)
-    if family_name == "unit":
-      open(os.path.join(target, "__init__.py"), "w").close()
-    for path in paths:
-      source = subprocess.run(["git", "-C", repo, "show", f"{rev}:{path}"], capture_output=True, text=True)
-      if source.returncode != 0:
-        return f"skipped: cannot read {path} from {repo}: {source.stderr.strip()}"
-      with open(os.path.join(target, os.path.basename(path)), "w") as f:
-        f.write(source.stdout)
+    try:
+      src = source.export_reference(family_name, tmp)
+    except FileNotFoundError as e:
+      return f"skipped: {e}"
     script = os.path.join(tmp, "bench_torch.py")
     with open(script, "w") as f:
       f.write(TORCH_SCRIPT)
-    proc = subprocess.run([TORCH_PYTHON, script, tmp, family_name, str(image_size), str(runs)],
+    proc = subprocess.run([torch_python, script, src, family_name, str(image_size), str(runs)],
                           capture_output=True, text=True, timeout=1800)
   if proc.returncode != 0:
     return f"skipped: torch run failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}"
