@@ -140,10 +140,12 @@ def import_tensors(family: str, files: Mapping[str, Any], model_dir: str, *, off
     step: the official iteration recorded as the checkpoint's step.
     source: recorded in config.json under "imported_from".
   """
-  module = family_module(family)
-  fam = models.get_family(family)
+  if family not in models.FAMILY_NAMES:
+    raise StageError(f"Unknown --model={family!r}; choose one of {', '.join(models.FAMILY_NAMES)}.")
   if tf.io.gfile.exists(os.path.join(model_dir, train_lib.CONFIG_FILE)):
     raise StageError(f"{model_dir} already holds a model ({train_lib.CONFIG_FILE}); import into a new --model_dir.")
+  module = family_module(family)
+  fam = models.get_family(family)
   try:
     tensors = module.official_tensors(files)
     model_config = module.config_from_official(official_config, tensors, image_size=image_size)
