@@ -16,6 +16,7 @@ Flags: the data and pipeline flags below; every flag of `python -m components.tr
 --image_size, --batch_size); `--set STAGE.FIELD=VALUE` for any other field of a stage's config (the value
 is parsed as JSON when it parses, else kept as a string), e.g. `--set evaluate.num_images=64`;
 `--flagfile=FILE`. Every flag not defined here goes to Beam (ingest's pipeline options).
+`--model_dir=DIR` takes an existing model_dir (e.g. from `components.import_official`) instead of training one.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ def parse_set_options(assignments: list[str]) -> dict[str, dict[str, Any]]:
     stage, dot, field = key.partition(".")
     if not (sep and dot and stage and field):
       raise app.UsageError(f"--set {assignment!r}: write STAGE.FIELD=VALUE, e.g. --set evaluate.num_images=64")
-    if stage not in pipeline_lib.STAGE_NAMES:
+    if stage not in pipeline_lib.ALL_STAGE_NAMES:
       raise app.UsageError(f"--set {assignment!r}: unknown stage {stage!r}; stages: "
-                           f"{', '.join(pipeline_lib.STAGE_NAMES)}")
+                           f"{', '.join(pipeline_lib.ALL_STAGE_NAMES)}")
     try:
       value = json.loads(raw)
     except json.JSONDecodeError:
@@ -123,7 +124,7 @@ def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeli
       domain_a=FLAGS.domain_a, domain_b=FLAGS.domain_b, dataset_dir=FLAGS.dataset_dir,
       model=FLAGS.model, preset=FLAGS.preset, image_size=image_size, steps=FLAGS.steps,
       model_overrides=model_overrides, model_name=FLAGS.model_name,
-      stage_options=stage_options, runtime_options=runtime_options)
+      stage_options=stage_options, runtime_options=runtime_options, model_dir=FLAGS.model_dir)
   values.update(overrides)
   try:
     return pipeline_lib.PipelineConfig(**values)

@@ -141,6 +141,8 @@ class PipelineConfig:
     runtime_options: stage name -> {config field: value}: how to run it, NOT part of the cache key (Beam
       options for ingest, the distribution strategy and CPU replicas for train).
     pipeline_name: recorded in the lineage store.
+    model_dir: an existing model_dir (components.import_official's, or an earlier training's) to evaluate,
+      export, validate and push instead of training one: the `import_model` node replaces `train`.
   """
   pipeline_root: str
   serving_root: str
@@ -156,6 +158,7 @@ class PipelineConfig:
   stage_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   runtime_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   pipeline_name: str = "i2i-translate"
+  model_dir: str | None = None
 
   def __post_init__(self):
     if self.dataset_dir and (self.domain_a or self.domain_b):
@@ -163,24 +166,27 @@ class PipelineConfig:
     if not self.dataset_dir and not (self.domain_a and self.domain_b):
       raise ValueError("no data: give --dataset_dir (a folder with trainA/ trainB/ [testA/ testB/]) or both "
                        "--domain_a and --domain_b (two folders of images)")
-    unknown = sorted((set(self.stage_options) | set(self.runtime_options)) - set(STAGE_NAMES))
+    unknown = sorted((set(self.stage_options) | set(self.runtime_options)) - set(ALL_STAGE_NAMES))
     if unknown:
-      raise ValueError(f"options for unknown stage(s) {unknown}; the stages are {list(STAGE_NAMES)}")
+      raise ValueError(f"options for unknown stage(s) {unknown}; the stages are {list(ALL_STAGE_NAMES)}")
     if self.image_size is not None and self.image_size < 1:
       raise ValueError(f"--image_size must be >= 1, got {self.image_size}")
 
 
 STAGE_NAMES = ("ingest", "validate", "train", "evaluate", "export", "infra_validate", "push")
+IMPORT_STAGE = "import_model"  # replaces train when PipelineConfig.model_dir is given
+ALL_STAGE_NAMES = STAGE_NAMES + (IMPORT_STAGE,)
 
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
   """Wires the seven stages for `config`. Pure: no imports of stages, no files, no processes.
 
   Returns:
-    a Pipeline whose stages run in order ingest, validate, train, evaluate, export, infra_validate, push.
+    a Pipeline whose stages run in order ingest, validate, train, evaluate, export, infra_validate, push
+    (with `config.model_dir`, import_model in place of train).
   """
-  options = {name: dict(config.stage_options.get(name, {})) for name in STAGE_NAMES}
-  runtime = {name: dict(config.runtime_options.get(name, {})) for name in STAGE_NAMES}
+  options = {name: dict(config.stage_options.get(name, {})) for name in ALL_STAGE_NAMES}
+  runtime = {name: dict(config.runtime_options.get(name, {})) for name in ALL_STAGE_NAMES}
   model_overrides = dict(config.model_overrides)
   if config.image_size is not None:
     options["ingest"].setdefault("load_size", -(-config.image_size * 286 // 256))
@@ -196,7 +202,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
   else:
     sources = {"domain_a": Source(config.domain_a), "domain_b": Source(config.domain_b)}
   data = Output("ingest", "output_dir")
-  model_dir = Output("train", "model_dir")
+  trained = IMPORT_STAGE if config.model_dir else "train"
+  model_dir = Output(trained, "model_dir")
   saved_model = Output("export", "path")
   model_name = config.model_name or config.model
 
@@ -209,6 +216,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
       stage("ingest", "components.ingest_lib", "IngestConfig", sources, "output_dir", options["ingest"]),
       stage("validate", "components.validate_lib", "ValidateConfig", {"data_dir": data}, "output_dir",
             options["validate"]),
+      stage(IMPORT_STAGE, "components.import_model_lib", "ImportModelConfig",
+            {"model_dir": Source(config.model_dir)}, "output_dir", options[IMPORT_STAGE]) if config.model_dir else
       stage("train", "components.train_lib", "TrainConfig", {"data_dir": data}, "model_dir", train,
             after=("validate",), resumable=True),
       stage("evaluate", "components.evaluate_lib", "EvaluateConfig", {"model_dir": model_dir, "data_dir": data},

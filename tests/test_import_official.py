@@ -120,3 +120,14 @@ def test_official_weights_name_the_first_mismatch():
     weights.finish()
   with pytest.raises(official.OfficialImportError, match=r"^ckpt.pt has no tensor 'missing.weight'"):
     weights.peek("missing.weight")
+
+
+def test_import_model_node_hands_on_a_complete_model_dir_and_rejects_others(tmp_path):
+  from components import import_model_lib  # pylint: disable=import-outside-toplevel
+  from tests.stage_models import make_model_dir  # pylint: disable=import-outside-toplevel
+  model_dir = make_model_dir(str(tmp_path / "m"), "munit", step=7)
+  result = import_model_lib.run(import_model_lib.ImportModelConfig(model_dir, str(tmp_path / "exec")))
+  assert (result.family, result.step, result.model_dir) == ("munit", 7, os.path.abspath(model_dir))
+  assert (tmp_path / "exec" / import_model_lib.RECORD_FILE).exists()
+  with pytest.raises(StageError, match=r"config.json not found: .* is not a trained model directory"):
+    import_model_lib.run(import_model_lib.ImportModelConfig(str(tmp_path / "nothing"), str(tmp_path / "e2")))

@@ -105,3 +105,13 @@ def test_consumed_outputs_exist_on_the_stage_results(tmp_path):
         producer = pipeline.stage(ref.stage)
         result_class = typing.get_type_hints(importlib.import_module(producer.module).run)["return"]
         assert ref.key in {f.name for f in dataclasses.fields(result_class)}, (stage.name, ref)
+
+
+def test_a_given_model_dir_replaces_training_with_the_import_model_node(tmp_path):
+  pipeline = pipeline_lib.create_pipeline(_config(tmp_path, model_dir=str(tmp_path / "official")))
+  names = [s.name for s in pipeline.stages]
+  assert names == ["ingest", "validate", "import_model", "evaluate", "export", "infra_validate", "push"]
+  node = pipeline.stage("import_model")
+  assert node.module == "components.import_model_lib" and node.inputs == {"model_dir": Source(str(tmp_path / "official"))}
+  assert pipeline.stage("evaluate").inputs["model_dir"] == Output("import_model", "model_dir")
+  assert pipeline.stage("export").inputs["model_dir"] == Output("import_model", "model_dir")
