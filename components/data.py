@@ -5,7 +5,10 @@ Layout read (DESIGN.md, ingest): `<data_dir>/domain_<a|b>/<split>-SSSSS-of-NNNNN
 
 Two public functions (docs/INTERFACES.md, "Data"):
   * `make_dataset(...)` -> batches of float32 `[batch, image_size, image_size, 3]` in [-1, 1]
-    (training: shuffle, random crop, random horizontal flip, repeat; eval: file order, center crop, no repeat);
+    (training: shuffle, [the family's resize,] random crop, random horizontal flip, repeat; eval: file order,
+    [the family's test resize,] center crop, no repeat). The resize rule is the family's official loader's,
+    declared in models/ (`models.api.ImageTransform`, `Family.transform`) and passed in as `transform`;
+    without it images are cropped from the size ingest stored;
   * `read_examples(...)` -> plain Python dicts of every Example feature (for tests, evaluation and tools).
 """
 
@@ -78,8 +81,29 @@ def _to_model_space(image: tf.Tensor) -> tf.Tensor:
   return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
+def resize_image(image: tf.Tensor, size: int, mode: str) -> tf.Tensor:
+  """uint8 `[H, W, 3]` -> uint8 resized (bilinear, antialiased, rounded like PIL's uint8 output).
+
+  mode "square": to `[size, size]`; "shorter_side": the shorter side to `size`, the other side scaled alike
+  (rounded, at least `size`). An image already at the target size is returned unchanged.
+  """
+  shape = tf.shape(image)
+  if mode == "square":
+    new_hw = tf.constant([size, size], tf.int32)
+  else:
+    short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+    new_hw = tf.maximum(tf.cast(tf.round(tf.cast(shape[:2], tf.float32) * (size / short)), tf.int32), size)
+
+  def resize():
+    resized = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+  return tf.cond(tf.reduce_all(tf.equal(shape[:2], new_hw)), lambda: image, resize)
+
+
 def make_dataset(data_dir: str, domain: str, split: str, image_size: int, batch_size: int, *,
-                 training: bool, seed: int | None = None, repeat: bool | None = None) -> tf.data.Dataset:
+                 training: bool, seed: int | None = None, repeat: bool | None = None,
+                 transform=None) -> tf.data.Dataset:
   """Builds the input pipeline of one domain.
 
   Args:
@@ -92,6 +116,10 @@ def make_dataset(data_dir: str, domain: str, split: str, image_size: int, batch_
       batch (static batch shape); False -> file order, center crop, no flip, keep the last partial batch.
     seed: fixes the shuffle order and the crops/flips (same seed, same batches). None draws a fresh seed.
     repeat: overrides the repeat-forever default (None -> repeat iff training).
+    transform: the family's `models.api.ImageTransform` (`Family.transform`): each image is first resized to
+      `transform.resized_size(image_size, training)` ("square" or "shorter_side"), then cropped (random when
+      training, center otherwise) and, when training and `transform.flip`, randomly flipped. None: no resize
+      (crops come from the stored size, images smaller than image_size are upscaled), random flip in training.
 
   Returns:
     tf.data.Dataset of float32 `[batch, image_size, image_size, 3]` in [-1, 1].
@@ -110,16 +138,25 @@ def make_dataset(data_dir: str, domain: str, split: str, image_size: int, batch_
     ds = ds.repeat()
   size = [image_size, image_size, 3]
 
+  def load(serialized):
+    image = _parse_image(serialized)
+    if transform is not None:
+      image = resize_image(image, transform.resized_size(image_size, training), transform.resize)
+    return _ensure_min_side(image, image_size)
+
+  flip = transform is None or transform.flip
+
   def train_map(index, serialized):
-    image = _ensure_min_side(_parse_image(serialized), image_size)
+    image = load(serialized)
     crop_seed = tf.stack([tf.cast(seed, tf.int64), index])
     image = tf.image.stateless_random_crop(image, size, seed=crop_seed)
-    flip_seed = tf.stack([tf.cast(seed, tf.int64) + 1, index])
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    if flip:
+      flip_seed = tf.stack([tf.cast(seed, tf.int64) + 1, index])
+      image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
     return _to_model_space(image)
 
   def eval_map(serialized):
-    image = _ensure_min_side(_parse_image(serialized), image_size)
+    image = load(serialized)
     shape = tf.shape(image)
     top = (shape[0] - image_size) // 2
     left = (shape[1] - image_size) // 2

@@ -116,10 +116,15 @@ class EvaluateResult:
   baseline_metrics: dict | None = None
 
 
-def load_test_images(data_dir: str, domain: str, image_size: int, num_images: int | None) -> np.ndarray:
-  """uint8 [N, S, S, 3] center crops of the test split of `domain` (at most `num_images`)."""
+def load_test_images(data_dir: str, domain: str, image_size: int, num_images: int | None,
+                     transform=None) -> np.ndarray:
+  """uint8 [N, S, S, 3] test inputs of `domain` (at most `num_images`, in file order).
+
+  `transform`: the family's `models.api.ImageTransform` (its official test transform: resize, then the center
+  crop when the resize leaves a side longer than S); None: center crops of the stored images.
+  """
   try:
-    dataset = data.make_dataset(data_dir, domain, "test", image_size, 16, training=False)
+    dataset = data.make_dataset(data_dir, domain, "test", image_size, 16, training=False, transform=transform)
   except ValueError as e:
     raise StageError(f"cannot read the test split of domain {domain}: {e}") from e
   if num_images is not None:
@@ -300,7 +305,7 @@ def run(config: EvaluateConfig) -> EvaluateResult:
   """Evaluates `config.model_dir` on the test split; writes metrics, grids, report and the blessing."""
   family, model_config, model, step = train_lib.load_trained_model(config.model_dir)
   size = int(model_config.image_size)
-  images = {d: load_test_images(config.data_dir, d, size, config.num_images) for d in ("a", "b")}
+  images = {d: load_test_images(config.data_dir, d, size, config.num_images, family.transform) for d in ("a", "b")}
   extractor = metrics.build_feature_extractor(config.feature_extractor, config.inception_weights)
   candidate = Signatures.of_model(model, family.name)
   lpips_net = None

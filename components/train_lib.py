@@ -132,6 +132,43 @@ def build_model_config(family: models.Family, preset: str, overrides: Mapping[st
     raise StageError(f"Invalid {family.name} setting: {e}") from e
 
 
+SCHEDULE_FIELDS = ("max_iter", "step_size")  # derived from the run's length: not part of the resume check
+SCHEDULE_RULE = ("the preset's schedule is scaled to the run's length like the official trainers' iteration count: "
+                 "max_iter = steps (U-GAT-IT's linear decay starts at steps // 2 and reaches 0 at steps); "
+                 "step_size = round(preset step_size * steps / preset max_iter) for lr_policy 'step' "
+                 "(MUNIT/UNIT); a step_size given explicitly is kept as given")
+
+
+def schedule_for_run(preset_config, model_config, overrides: Mapping[str, Any], steps: int | None):
+  """Scales the learning-rate schedule of `model_config` to the run's length (see SCHEDULE_RULE).
+
+  Args:
+    preset_config: the preset the run starts from (its max_iter is what its step_size was chosen for).
+    model_config: the preset with the user's overrides (build_model_config).
+    overrides: the user's model overrides (an explicit step_size is not rescaled).
+    steps: the run's --steps (None: model_config.max_iter, i.e. the preset's or --max_iter).
+  Returns:
+    (effective model config, record) where record says the rule, the run's steps, the preset's max_iter and the
+    requested and effective values of the schedule fields (written to config.json under "schedule").
+  """
+  run_steps = int(model_config.max_iter if steps is None else steps)
+  reference = int(preset_config.max_iter)
+  changes: dict[str, Any] = {"max_iter": max(run_steps, 2)}
+  policy = getattr(model_config, "lr_policy", "constant")
+  if policy == "step" and hasattr(model_config, "step_size") and "step_size" not in overrides:
+    changes["step_size"] = max(1, int(round(model_config.step_size * run_steps / reference)))
+  effective = model_config.replace(**changes)
+  fields = [f for f in SCHEDULE_FIELDS if hasattr(model_config, f)]
+  record = {"rule": SCHEDULE_RULE, "lr_policy": policy, "steps": run_steps, "preset_max_iter": reference,
+            "scale": run_steps / reference,
+            "requested": {f: getattr(model_config, f) for f in fields},
+            "effective": {f: getattr(effective, f) for f in fields},
+            "explicit": sorted(f for f in fields if f in overrides)}
+  if policy == "linear":
+    record["decay_starts_at"] = effective.max_iter // 2
+  return effective, record
+
+
 def _validate(config: TrainConfig) -> None:
   """Raises StageError for settings that cannot work."""
   if config.family not in models.FAMILY_NAMES:
@@ -160,21 +197,22 @@ def _check_resumable(model_dir: str, family: str, model_config) -> None:
                      f"--model_dir, or --model={previous.get('family')} to resume it.")
   current = json.loads(json.dumps(model_config.to_dict()))
   before = previous.get("model", {})
-  changed = sorted(k for k in set(current) | set(before) if current.get(k) != before.get(k))
+  changed = sorted(k for k in set(current) | set(before)
+                   if current.get(k) != before.get(k) and k not in SCHEDULE_FIELDS)
   if changed:
     diffs = ", ".join(f"{k}: {before.get(k)!r} -> {current.get(k)!r}" for k in changed)
     raise StageError(f"{model_dir} was trained with a different {family} config ({diffs}). Resume with the "
                      f"original settings (see {path}) or use a new --model_dir.")
 
 
-def _input_iterator(strategy, config: TrainConfig, model_config, start_step: int):
+def _input_iterator(strategy, config: TrainConfig, model_config, start_step: int, transform):
   """Distributed iterator over zipped (x_a, x_b) global batches; order seeded by (seed, start_step)."""
   seed = config.seed + 1_000_003 * start_step
 
   def domain(name, domain_seed):
     try:
       return data_lib.make_dataset(config.data_dir, name, "train", model_config.image_size,
-                                   model_config.batch_size, training=True, seed=domain_seed)
+                                   model_config.batch_size, training=True, seed=domain_seed, transform=transform)
     except ValueError as e:
       raise StageError(f"Cannot read training data: {e}") from e
 
@@ -185,14 +223,14 @@ def _input_iterator(strategy, config: TrainConfig, model_config, start_step: int
   return iter(strategy.experimental_distribute_dataset(ds))
 
 
-def _sample_batch(config: TrainConfig, model_config) -> tuple[tf.Tensor, tf.Tensor]:
+def _sample_batch(config: TrainConfig, model_config, transform) -> tuple[tf.Tensor, tf.Tensor]:
   """The fixed sample batch: the first `num_samples` test images of each domain (train images if no test split)."""
   batch = []
   for name in ("a", "b"):
     for split in ("test", "train"):
       try:
         ds = data_lib.make_dataset(config.data_dir, name, split, model_config.image_size, config.num_samples,
-                                   training=False)
+                                   training=False, transform=transform)
       except ValueError:
         continue
       images = next(iter(ds), None)
@@ -234,8 +272,10 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
   """
   _validate(config)
   family = family or models.get_family(config.family)
-  model_config = build_model_config(family, config.preset, config.model_overrides)
-  total_steps = model_config.max_iter if config.steps is None else config.steps
+  requested_config = build_model_config(family, config.preset, config.model_overrides)
+  total_steps = requested_config.max_iter if config.steps is None else config.steps
+  model_config, schedule = schedule_for_run(family.presets[config.preset], requested_config,
+                                            config.model_overrides, config.steps)
   strategy = trainer.create_strategy(config.strategy, config.cpu_replicas)
   chief = trainer.is_chief(strategy)
   _check_resumable(config.model_dir, family.name, model_config)
@@ -271,7 +311,7 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       tf.io.gfile.makedirs(os.path.join(config.model_dir, SAMPLE_DIR))
       trainer.write_json(os.path.join(config.model_dir, CONFIG_FILE),
                          {"family": family.name, "preset": config.preset, "model": model_config.to_dict(),
-                          "train": config.to_dict()})
+                          "schedule": schedule, "train": config.to_dict()})
       writer = tf.summary.create_file_writer(os.path.join(config.model_dir, LOG_DIR))
     else:
       writer = tf.summary.create_noop_writer()
@@ -280,8 +320,9 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0,
                          strategy.num_replicas_in_sync)
 
-    iterator = _input_iterator(strategy, config, model_config, start_step)
-    sample_a, sample_b = _sample_batch(config, model_config) if config.sample_every_steps else (None, None)
+    iterator = _input_iterator(strategy, config, model_config, start_step, family.transform)
+    sample_a, sample_b = (_sample_batch(config, model_config, family.transform) if config.sample_every_steps
+                          else (None, None))
     global_batch = model_config.batch_size
     step_fn = trainer.make_distributed_step(
         strategy, lambda x_a, x_b, seed: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b,

@@ -54,6 +54,41 @@ class TranslationModel(Protocol):
     ...
 
 
+RESIZE_MODES = ("shorter_side", "square")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTransform:
+  """How a family's official data loader turns a stored image into a training or a test input of side S.
+
+  Training: resize to T = round(S * train_scale) (`resize` "shorter_side": the shorter side to T, aspect kept;
+  "square": both sides to T), then a random S x S crop and, with `flip`, a random horizontal flip.
+  Test: resize to round(S * test_scale) the same way, then the center S x S crop (none when the resize already
+  gives S x S). Official loaders (REFERENCE.md "Transforms"):
+    * MUNIT: shorter side to new_size (= the crop size in its configs), random crop, flip; test: resize.
+    * UNIT v02: scale to 1.2 x the crop size, random crop, flip; test: the same scale, center crop.
+    * UGATIT-pytorch: flip, resize to (img_size + 30) square, random crop img_size; test: resize to img_size
+      square. Expressed as train_scale = 286 / 256, which is exactly +30 at the paper's 256 px and keeps the
+      same crop jitter (~11%) at other sizes (+30 on a 32 px image would crop away half the picture).
+  """
+
+  resize: str = "shorter_side"
+  train_scale: float = 1.0
+  test_scale: float = 1.0
+  flip: bool = True
+
+  def __post_init__(self):
+    if self.resize not in RESIZE_MODES:
+      raise ValueError(f"ImageTransform.resize must be one of {RESIZE_MODES}, got {self.resize!r}.")
+    if self.train_scale < 1.0 or self.test_scale < 1.0:
+      raise ValueError(f"ImageTransform scales must be >= 1 (the crop must fit), got train_scale="
+                       f"{self.train_scale}, test_scale={self.test_scale}.")
+
+  def resized_size(self, image_size: int, training: bool) -> int:
+    """T: the side (shorter side, or both sides for "square") an image is resized to before the S crop."""
+    return max(int(image_size), int(round(image_size * (self.train_scale if training else self.test_scale))))
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
   """One model family, as the rest of the project sees it.
@@ -72,6 +107,7 @@ class Family:
       sample grid (inputs, reconstructions, translations, cycles; MUNIT several styles and a fixed style;
       U-GAT-IT CAM heatmaps rendered as RGB).
     build_optimizers: config -> (gen_optimizer, dis_optimizer) with the paper's lr policy.
+    transform: the official data loader's resize/crop/flip rule (`ImageTransform`), applied by the reader.
   """
 
   name: str
@@ -81,6 +117,7 @@ class Family:
   train_step: Callable[..., dict]
   sample_rows: Callable[..., dict]
   build_optimizers: Callable[[Any], tuple]
+  transform: ImageTransform = ImageTransform()
 
 
 def split_seed(seed: tf.Tensor | None, num: int) -> tf.Tensor:

@@ -105,6 +105,8 @@ class MUNITConfig(ConfigMixin):
 
 PRESETS = {
     "paper": MUNITConfig(),
+    # Few channels at 32x32 for tests and smoke runs. Schedule: 1000 steps, lr halved once at half the run
+    # (components.train scales step_size with --steps: a 3000-step run halves at step 1500).
     "tiny": MUNITConfig(dim=8, style_dim=8, mlp_dim=16, n_res=1, dis_dim=8, dis_n_layer=3, dis_num_scales=2,
-                        step_size=100, max_iter=200, batch_size=2, image_size=32),
+                        step_size=500, max_iter=1000, batch_size=2, image_size=32),
 }

@@ -3,7 +3,7 @@
 `FAMILY` is what `models.get_family("ugatit")` returns (see models/api.py).
 """
 
-from models.api import Family
+from models.api import Family, ImageTransform
 from models.optim import build_optimizers
 from models.ugatit.config import PRESETS, UGATITConfig
 from models.ugatit.model import UGATIT, build_model
@@ -17,6 +17,7 @@ FAMILY = Family(
     train_step=train_step,
     sample_rows=sample_rows,
     build_optimizers=build_optimizers,
+    transform=ImageTransform(resize="square", train_scale=286 / 256, test_scale=1.0),
 )
 
 __all__ = ["FAMILY", "UGATIT", "UGATITConfig", "PRESETS", "build_model", "train_step", "sample_rows"]

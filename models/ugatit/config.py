@@ -101,7 +101,8 @@ def min_discriminator_size(n_layers: int) -> int:
 PRESETS = {
     "paper": UGATITConfig(),
     "paper_light": UGATITConfig(light=True),
-    # A few channels at 32x32 for tests and smoke runs (one train step well under a second on a CPU).
+    # A few channels at 32x32 for tests and smoke runs (one train step well under a second on a CPU); 1000 steps,
+    # lr constant to 500, then linearly to 0 (components.train scales it with --steps).
     "tiny": UGATITConfig(ch=8, n_res=2, light=True, image_size=32, global_dis_layers=5, local_dis_layers=4,
                          max_iter=1000),
 }

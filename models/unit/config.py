@@ -87,6 +87,7 @@ class UNITConfig(ConfigMixin):
 
 PRESETS = {
     "paper": UNITConfig(),
-    "tiny": UNITConfig(ch=8, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=8, dis_n_layer=4, max_iter=200,
+    # Few channels at 32x32 for tests and smoke runs; 1000 steps at the paper's constant lr.
+    "tiny": UNITConfig(ch=8, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=8, dis_n_layer=4, max_iter=1000,
                        batch_size=2, image_size=32),
 }
