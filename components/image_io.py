@@ -44,7 +44,10 @@ REASONS = {
     "too_many_pixels": "the header declares more pixels than --max_pixels (decompression-bomb guard); "
                        "shrink the image or raise --max_pixels",
     "unreadable": "the file cannot be read (permissions or I/O error); fix its permissions",
-    "broken_symlink": "the path is a symbolic link whose target does not exist; fix or remove the link",
+    "broken_symlink": "the path is a symbolic link whose target does not exist (or a loop of links); fix or "
+                      "remove the link",
+    "unlistable_folder": "the folder cannot be listed (permissions, I/O error, path too long): none of its files "
+                         "were ingested; fix it or move its files to a shorter path",
 }
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default limit (~ 0.25 GB of RGBA)

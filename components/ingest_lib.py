@@ -7,7 +7,22 @@ testB: the given split is kept). Outputs under `output_dir` (DESIGN.md, stage 1)
   stats.json      counts per domain and split, rejections by reason, duplicates, source formats/sizes,
                   stored image sizes (min/max height and width) and per-channel mean/std of the STORED pixels on
                   the 0..255 scale
-  rejected.jsonl  one {"path", "domain", "reason", "message", "detail", "source_id"} per input that was not stored
+  rejected.jsonl  one {"path", "domain", "reason", "message", "detail", "source_id"} per input that was not stored,
+                  and one per folder that could not be listed (reason "unlistable_folder": its files are missing)
+
+File names. Any name the file system allows is ingested: files are listed, hashed and opened by their raw bytes,
+and only a printable text form of the name ever crosses a Beam coder or reaches a report. That form
+(`printable_path`, used for `image/filename`, `image/source_id` and rejected.jsonl's `path` and `source_id`) keeps
+every valid, printable UTF-8 character as it is and writes each byte of a "%", of a non-printable character
+(newline, tab, other control or format characters) and of anything that is not valid UTF-8 as %XX (upper-case
+hex). It is lossless: `path_bytes(text)` (urllib.parse.unquote_to_bytes) returns the exact bytes, e.g.
+b"caf\xe9 1%\n.jpg" (Latin-1, a "%", a newline) <-> "caf%E9 1%25%0A.jpg". Ordinary names are unchanged.
+stats.json and rejected.jsonl are ASCII JSON (so valid UTF-8) whatever the names.
+
+Listing never fails the run: a folder that cannot be listed (permissions, a path longer than PATH_MAX, removed
+while listed, ...) becomes a rejected.jsonl row with reason "unlistable_folder" and the OS error, counted in
+stats.json as one listed entry and one rejection of its domain (so listed_files = stored + duplicates + rejected
+still holds); everything else is ingested.
 
 The Beam graph uses only portable transforms (Create, Reshuffle, ParDo, CombinePerKey, GroupByKey, Flatten,
 side inputs), so any runner works (`--runner`, DirectRunner `--direct_running_mode=multi_processing
@@ -38,6 +53,7 @@ Input folders must be readable by the workers (local disk or a shared mount).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gzip
 import hashlib
 import json
@@ -47,6 +63,7 @@ import shutil
 import stat
 import struct
 import time
+import urllib.parse
 
 import apache_beam as beam
 import google_crc32c
@@ -134,33 +151,80 @@ class IngestResult:
   images_per_second: float
 
 
+def printable_path(path: str | bytes) -> str:
+  """A lossless, printable text form of a path (see the module docstring, "File names").
+
+  Args:
+    path: bytes as the file system gives them, or a str (os.fsencode'd first: surrogate escapes from
+      Python's file system decoding become their original bytes again).
+  Returns:
+    The UTF-8 reading of the bytes with each byte of "%", of a non-printable character (str.isprintable) and of
+    every invalid UTF-8 sequence written as %XX; `path_bytes` inverts it.
+  """
+  text = os.fsencode(path).decode("utf-8", "surrogateescape")  # invalid bytes -> lone surrogates (not printable)
+  return "".join(ch if ch != "%" and ch.isprintable()
+                 else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape")) for ch in text)
+
+
+def path_bytes(text: str) -> bytes:
+  """The exact path bytes of a `printable_path` text (image/filename, rejected.jsonl's path)."""
+  return urllib.parse.unquote_to_bytes(text)
+
+
+def _os_error(e: OSError) -> str:
+  """An OSError as "<type>: <reason>" without the path (paths are reported separately, printable)."""
+  return f"{type(e).__name__}: {e.strerror or e}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceFile:
-  """One listed input file: `root/relpath`; split is "" when decided by hash (folder mode)."""
+  """One listed input file: `root/relpath` as raw bytes (any name the file system allows); `source_id` is
+  printable (`printable_path`); split is "" when decided by hash (folder mode)."""
   domain: str
   split: str
-  root: str
-  relpath: str
+  root: bytes
+  relpath: bytes
   source_id: str
 
   @property
-  def path(self) -> str:
+  def path(self) -> bytes:
     return os.path.join(self.root, self.relpath)
 
+  @property
+  def filename(self) -> str:
+    """The path relative to the domain root, printable (`image/filename`)."""
+    return printable_path(self.relpath)
 
-def _is_junk(name: str) -> bool:
+
+def _is_junk(name: str | bytes) -> bool:
   """Hidden files/folders (".*", incl. AppleDouble "._x") and OS junk (Thumbs.db, desktop.ini, __MACOSX)."""
+  name = os.fsdecode(name)
   return name.startswith(".") or name.lower() in JUNK_NAMES
 
 
-def list_folder(root: str, domain: str, split: str, id_prefix: str = "") -> tuple[list[SourceFile], int]:
-  """Lists every non-junk file under `root` (recursive, following directory links once), sorted.
+def list_folder(root: str | bytes, domain: str, split: str,
+                id_prefix: str = "") -> tuple[list[SourceFile], int, list[dict]]:
+  """Lists every non-junk file under `root` (recursive, following directory links once), sorted by raw name.
+
+  Names are handled as bytes, so no file name can make listing (or a Beam coder) fail. A folder that cannot
+  be listed is reported, not fatal.
 
   Returns:
-    (files, number of ignored hidden/junk entries).
+    (files, number of ignored hidden/junk entries, rejected.jsonl rows of the folders that could not be listed:
+    reason "unlistable_folder", the OS error in "detail").
   """
-  files, ignored, seen = [], 0, set()
-  for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+  root = os.fsencode(root)
+  files, ignored, seen, unlistable = [], 0, set(), []
+
+  def report(error: OSError) -> None:
+    folder = os.fsencode(error.filename) if error.filename is not None else root
+    relpath = os.path.relpath(folder, root)
+    unlistable.append({
+        "path": printable_path(folder), "domain": domain, "reason": "unlistable_folder",
+        "message": image_io.REASONS["unlistable_folder"], "detail": _os_error(error),
+        "source_id": id_prefix + ("" if relpath == b"." else printable_path(relpath) + "/")})
+
+  for dirpath, dirnames, filenames in os.walk(root, onerror=report, followlinks=True):
     real = os.path.realpath(dirpath)
     if real in seen:  # a directory link cycle
       dirnames[:] = []
@@ -174,15 +238,16 @@ def list_folder(root: str, domain: str, split: str, id_prefix: str = "") -> tupl
         ignored += 1
         continue
       relpath = os.path.relpath(os.path.join(dirpath, name), root)
-      files.append(SourceFile(domain, split, root, relpath, id_prefix + relpath))
-  return files, ignored
+      files.append(SourceFile(domain, split, root, relpath, id_prefix + printable_path(relpath)))
+  return files, ignored, unlistable
 
 
-def list_inputs(config: IngestConfig) -> tuple[list[SourceFile], dict[str, int], dict[str, list[str]]]:
+def list_inputs(config: IngestConfig) -> tuple[list[SourceFile], dict[str, int], dict[str, list[str]], list[dict]]:
   """Lists the input files of both domains.
 
   Returns:
-    (files, ignored junk count per domain, input roots per domain).
+    (files, ignored junk count per domain, input roots per domain (printable), rejected.jsonl rows of the
+    folders that could not be listed).
   Raises:
     StageError: a given folder does not exist.
   """
@@ -201,14 +266,15 @@ def list_inputs(config: IngestConfig) -> tuple[list[SourceFile], dict[str, int],
       if not os.path.isdir(folder):
         raise StageError(f"--domain_{d}={folder} is not a directory: give the folder holding domain {d}'s images")
       roots[(d, "")] = folder
-  files, ignored, root_names = [], {d: 0 for d in DOMAINS}, {d: [] for d in DOMAINS}
+  files, ignored, root_names, unlistable = [], {d: 0 for d in DOMAINS}, {d: [] for d in DOMAINS}, []
   for (d, s), root in sorted(roots.items()):
-    prefix = os.path.basename(os.path.normpath(root)) + "/" if s else ""
-    listed, n_ignored = list_folder(root, d, s, prefix)
+    prefix = printable_path(os.path.basename(os.path.normpath(root))) + "/" if s else ""
+    listed, n_ignored, n_unlistable = list_folder(root, d, s, prefix)
     files.extend(listed)
     ignored[d] += n_ignored
-    root_names[d].append(root)
-  return files, ignored, root_names
+    unlistable.extend(n_unlistable)
+    root_names[d].append(printable_path(root))
+  return files, ignored, root_names, unlistable
 
 
 def hash_fraction(sha256_hex: str) -> float:
@@ -217,16 +283,31 @@ def hash_fraction(sha256_hex: str) -> float:
 
 
 def _rejection(copy: dict, reason: str, detail: str = "") -> beam.pvalue.TaggedOutput:
-  """A rejected.jsonl row for one listed file (`copy`: a HashFileFn output value), tagged "rejected"."""
+  """A rejected.jsonl row for one listed file (`copy`: a HashFileFn output value), tagged "rejected".
+
+  Every value is a printable path or plain text: `detail` (library messages) is made UTF-8-safe too."""
   return beam.pvalue.TaggedOutput("rejected", {
       "path": copy["path"], "domain": copy["domain"], "source_id": copy["source_id"], "reason": reason,
-      "message": image_io.REASONS[reason], "detail": detail})
+      "message": image_io.REASONS[reason], "detail": detail.encode("utf-8", "backslashreplace").decode("utf-8")})
+
+
+def _dangling_link_detail(path: bytes) -> str:
+  """Where a symbolic link that does not resolve points (printable), and whether it is a loop of links."""
+  target = f"points to {printable_path(os.readlink(path))}"
+  try:
+    os.stat(path)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      return f"{target}: a loop of links ({_os_error(e)})"
+  return target
 
 
 class HashFileFn(beam.DoFn):
   """SourceFile -> ((domain, sha256 of the bytes), copy dict), or a rejection when the file cannot be read.
 
   The hash is streamed (memory does not grow with the file size) and decides the split in folder mode.
+  The copy dict: "path" (printable), "raw_path" (bytes, what is opened), "domain", "filename" (printable,
+  relative to the domain root), "source_id", "source_bytes", "split".
   """
 
   def __init__(self, test_fraction: float):
@@ -234,11 +315,12 @@ class HashFileFn(beam.DoFn):
 
   def process(self, source: SourceFile):
     path = source.path
-    copy = {"path": path, "domain": source.domain, "filename": source.relpath, "source_id": source.source_id}
-    if os.path.islink(path) and not os.path.exists(path):
-      yield _rejection(copy, "broken_symlink", f"points to {os.readlink(path)}")
-      return
+    copy = {"path": printable_path(path), "raw_path": path, "domain": source.domain, "filename": source.filename,
+            "source_id": source.source_id}
     try:
+      if os.path.islink(path) and not os.path.exists(path):
+        yield _rejection(copy, "broken_symlink", _dangling_link_detail(path))
+        return
       if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
         yield _rejection(copy, "unreadable", "not a regular file (FIFO, socket or device)")
         return
@@ -246,7 +328,7 @@ class HashFileFn(beam.DoFn):
         sha = hashlib.file_digest(f, "sha256").hexdigest()
         copy["source_bytes"] = f.tell()
     except OSError as e:
-      yield _rejection(copy, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
+      yield _rejection(copy, "unreadable", _os_error(e))
       return
     copy["split"] = source.split or ("test" if hash_fraction(sha) < self._test_fraction else "train")
     yield (source.domain, sha), copy
@@ -294,12 +376,12 @@ class DecodeFn(beam.DoFn):
     (domain, sha), copies = element
     kept = copies[0]
     try:
-      with open(kept["path"], "rb") as f:
+      with open(kept["raw_path"], "rb") as f:
         image = image_io.prepare_image(f, load_size=self._config.load_size, max_pixels=self._config.max_pixels,
                                        background=self._config.background)
     except (image_io.ImageRejected, OSError) as e:
       reason, detail = ((e.reason, e.detail) if isinstance(e, image_io.ImageRejected)
-                        else ("unreadable", f"{type(e).__name__}: {e.strerror or e}"))
+                        else ("unreadable", _os_error(e)))
       for copy in copies:
         yield _rejection(copy, reason, detail if copy is kept else
                          f"{detail}; same content as {kept['path']}".lstrip("; "))
@@ -491,7 +573,10 @@ def _split_summary(acc: dict, n_shards: int) -> dict:
 
 def _build_stats(config: IngestConfig, files: list[SourceFile], ignored: dict, roots: dict,
                  split_accs: dict, candidates: dict, rejected: list[dict]) -> dict:
-  """Assembles stats.json (deterministic: no timings) from the pipeline's small outputs."""
+  """Assembles stats.json (deterministic: no timings) from the pipeline's small outputs.
+
+  `listed_files` counts the listed files plus the folders that could not be listed (each one entry, also
+  counted in `rejected`), so listed_files = stored + duplicates + rejected."""
   fold = SplitStatsFn()
   domains = {}
   for d in DOMAINS:
@@ -506,7 +591,8 @@ def _build_stats(config: IngestConfig, files: list[SourceFile], ignored: dict, r
     for row in rejected:
       if row["domain"] == d:
         by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
-    listed = sum(1 for f in files if f.domain == d)
+    listed = (sum(1 for f in files if f.domain == d) +
+              sum(1 for r in rejected if r["domain"] == d and r["reason"] == "unlistable_folder"))
     domains[d] = {"roots": roots[d], "listed_files": listed, "ignored_junk": ignored[d],
                   "stored": total["count"], "duplicates": total["duplicates"],
                   "rejected": sum(by_reason.values()), "rejected_by_reason": dict(sorted(by_reason.items())),
@@ -578,7 +664,7 @@ def run(config: IngestConfig) -> IngestResult:
   start = time.monotonic()
   config.validate()
   options = pipeline_options(config.beam_args)
-  files, ignored, roots = list_inputs(config)
+  files, ignored, roots, unlistable = list_inputs(config)
   os.makedirs(config.output_dir, exist_ok=True)
   _clear_previous_outputs(config.output_dir)
   tmp_dir = os.path.join(config.output_dir, ".ingest_tmp")
@@ -593,8 +679,8 @@ def run(config: IngestConfig) -> IngestResult:
   for line in _read_lines(tmp_dir, "candidates"):
     row = json.loads(line)
     candidates[(row["domain"], row["split"])] = row["count"]
-  rejected = sorted((json.loads(line) for line in _read_lines(tmp_dir, "rejected_")),
-                    key=lambda r: (r["domain"], r["path"]))
+  rejected = sorted([json.loads(line) for line in _read_lines(tmp_dir, "rejected_")] + unlistable,
+                    key=lambda r: (r["domain"], r["path"], r["reason"]))
   shutil.rmtree(tmp_dir, ignore_errors=True)
   stats = _build_stats(config, files, ignored, roots, split_accs, candidates, rejected)
   for d in DOMAINS:  # shards that received no record (empty splits, hash gaps, rejects) are written empty
