@@ -37,6 +37,8 @@ flags.DEFINE_enum("baseline_metric", "kid", ["kid", "fid", "cycle_l1", "cycle_ps
                   "the baseline.")
 flags.DEFINE_float("baseline_margin", 0.0, "How much worse than the baseline is allowed (metric units).")
 flags.DEFINE_integer("seed", 0, "KID subset seed and MUNIT style seed offset.")
+flags.DEFINE_enum("checkpoint", "auto", ["auto", "best", "latest"], "Checkpoint of --model_dir to evaluate: best "
+                  "(kept by training's --eval_every_steps), latest, or auto (best when present, else latest).")
 
 
 def main(argv):
@@ -47,11 +49,12 @@ def main(argv):
   f = flags.FLAGS
   names = ("model_dir", "data_dir", "output_dir", "num_images", "batch_size", "feature_extractor",
            "inception_weights", "kid_subsets", "kid_subset_size", "num_styles", "grid_images", "max_kid", "max_fid",
-           "max_cycle_l1", "min_psnr", "baseline_model_dir", "baseline_metric", "baseline_margin", "seed")
+           "max_cycle_l1", "min_psnr", "baseline_model_dir", "baseline_metric", "baseline_margin", "seed", "checkpoint")
   result = run_or_exit("evaluate", lambda: evaluate_lib.run(
       evaluate_lib.EvaluateConfig(**{name: f[name].value for name in names})))
   shown = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in ("kid", "fid", "cycle_l1", "cycle_psnr"))
-  print(f"evaluate: {shown}; {'BLESSED' if result.blessed else 'NOT_BLESSED'}: {result.reason}; report "
+  print(f"evaluate: {result.checkpoint['checkpoint']} checkpoint (step {result.checkpoint['step']}, "
+        f"{result.checkpoint['weights']} weights): {shown}; {'BLESSED' if result.blessed else 'NOT_BLESSED'}: {result.reason}; report "
         f"{result.report_path}", file=sys.stderr)
 
 

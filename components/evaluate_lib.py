@@ -66,6 +66,8 @@ class EvaluateConfig:
     baseline_metric: one of kid, fid, cycle_l1, cycle_psnr.
     baseline_margin: how much worse than the baseline the candidate may be (absolute, metric units).
     seed: KID subset seed and MUNIT style seed offset.
+    checkpoint: which checkpoint of model_dir: "best" (kept by in-training evaluation), "latest", or "auto"
+      (best when present, else latest); recorded in metrics.json and the result (the lineage).
   """
 
   model_dir: str
@@ -87,8 +89,12 @@ class EvaluateConfig:
   baseline_metric: str = "kid"
   baseline_margin: float = 0.0
   seed: int = 0
+  checkpoint: str = "auto"
 
   def __post_init__(self):
+    if self.checkpoint not in train_lib.CHECKPOINT_CHOICES:
+      raise StageError(f"--checkpoint must be one of {', '.join(train_lib.CHECKPOINT_CHOICES)}, got "
+                       f"{self.checkpoint!r}")
     if self.feature_extractor not in metrics.FEATURE_EXTRACTORS:
       raise StageError(f"--feature_extractor must be one of {metrics.FEATURE_EXTRACTORS}, got "
                        f"{self.feature_extractor!r}")
@@ -105,7 +111,8 @@ class EvaluateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateResult:
-  """`metrics` (name -> number), the verdict (`blessed`, `reason`) and the written files."""
+  """`metrics` (name -> number), the verdict (`blessed`, `reason`), the written files and `checkpoint`: which
+  checkpoint was measured (train_lib.TrainedModel.describe(): checkpoint best/latest, path, step, weights)."""
 
   output_dir: str
   metrics: dict
@@ -114,6 +121,7 @@ class EvaluateResult:
   metrics_path: str
   report_path: str
   baseline_metrics: dict | None = None
+  checkpoint: dict | None = None
 
 
 def load_test_images(data_dir: str, domain: str, image_size: int, num_images: int | None,
@@ -303,7 +311,8 @@ def write_grids(outputs: dict, output_dir: str, columns: int) -> list:
 
 def run(config: EvaluateConfig) -> EvaluateResult:
   """Evaluates `config.model_dir` on the test split; writes metrics, grids, report and the blessing."""
-  family, model_config, model, step = train_lib.load_trained_model(config.model_dir)
+  loaded = train_lib.load_model_dir(config.model_dir, config.checkpoint)
+  family, model_config, model, step = loaded.family, loaded.config, loaded.model, loaded.step
   size = int(model_config.image_size)
   images = {d: load_test_images(config.data_dir, d, size, config.num_images, family.transform) for d in ("a", "b")}
   extractor = metrics.build_feature_extractor(config.feature_extractor, config.inception_weights)
@@ -322,7 +331,8 @@ def run(config: EvaluateConfig) -> EvaluateResult:
   blessed, reason = bless(values, config, baseline_values, baseline_note)
 
   os.makedirs(config.output_dir, exist_ok=True)
-  notes = [f"{family.name} ({model_config.__class__.__name__}), training step {step}, {len(images['a'])} + "
+  notes = [f"{family.name} ({model_config.__class__.__name__}), training step {step} ({loaded.checkpoint} "
+           f"checkpoint, {'generator EMA' if loaded.weights == 'ema' else 'trained'} weights), {len(images['a'])} + "
            f"{len(images['b'])} test images of {size}x{size}.",
            f"KID/FID features: {extractor.name}; "
            + ("comparable with published numbers (InceptionV3)." if extractor.comparable_with_papers else
@@ -333,6 +343,7 @@ def run(config: EvaluateConfig) -> EvaluateResult:
                  "units) and uncalibrated LPIPS on HED VGG16 features (not comparable with the paper's LPIPS).")
   summary = {
       "family": family.name, "training_step": step, "model_dir": os.path.abspath(config.model_dir),
+      "checkpoint": loaded.describe(),
       "num_images": {d: int(len(v)) for d, v in images.items()}, "image_size": size,
       "feature_extractor": extractor.name, "comparable_with_papers": extractor.comparable_with_papers,
       "metrics": values, "baseline": {"path": baseline_path, "note": baseline_note, "metrics": baseline_values},
@@ -350,4 +361,5 @@ def run(config: EvaluateConfig) -> EvaluateResult:
       blessed=blessed, reason=reason, metrics=values, baseline=baseline_values, notes=notes, sections=sections)
   write_blessing(config.output_dir, blessed, reason)
   return EvaluateResult(output_dir=config.output_dir, metrics=values, blessed=blessed, reason=reason,
-                        metrics_path=metrics_path, report_path=report_path, baseline_metrics=baseline_values)
+                        metrics_path=metrics_path, report_path=report_path, baseline_metrics=baseline_values,
+                        checkpoint=loaded.describe())

@@ -18,6 +18,8 @@ flags.DEFINE_string("output_dir", None, "Where to write the SavedModel (new or e
 flags.DEFINE_string("stats_path", None, "Ingest stats.json to copy into the model card (optional).")
 flags.DEFINE_string("metrics_path", None, "Evaluate metrics.json to copy into the model card (optional).")
 flags.DEFINE_string("model_name", "model", "Model name written into the warmup requests' model_spec.")
+flags.DEFINE_enum("checkpoint", "auto", ["auto", "best", "latest"], "Checkpoint of --model_dir to export: best "
+                  "(kept by training's --eval_every_steps), latest, or auto (best when present, else latest).")
 flags.DEFINE_boolean("verify", True, "Reload the SavedModel in a fresh process and compare every signature "
                      "with the Keras model (a mismatch fails the export).")
 
@@ -30,9 +32,10 @@ def main(argv):
   f = flags.FLAGS
   result = run_or_exit("export", lambda: export_lib.run(export_lib.ExportConfig(
       model_dir=f.model_dir, output_dir=f.output_dir, stats_path=f.stats_path, metrics_path=f.metrics_path,
-      model_name=f.model_name, verify=f.verify)))
+      model_name=f.model_name, verify=f.verify, checkpoint=f.checkpoint)))
   checked = "verified in a fresh process" if result.max_differences else "not verified (--noverify)"
-  print(f"export: {result.family} step {result.step} -> {result.path} with signatures "
+  print(f"export: {result.family} step {result.step} ({result.checkpoint['checkpoint']} checkpoint, "
+        f"{result.checkpoint['weights']} weights) -> {result.path} with signatures "
         f"{', '.join(sorted(result.signatures))}; {checked}", file=sys.stderr)
 
 

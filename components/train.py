@@ -22,7 +22,8 @@ from components.errors import run_or_exit
 
 STAGE_FLAGS = ("model", "preset", "data_dir", "model_dir", "steps", "checkpoint_every_steps", "keep_checkpoints",
                "summary_every_steps", "sample_every_steps", "num_samples", "seed", "mixed_precision", "jit_compile",
-               "strategy", "cpu_replicas")
+               "strategy", "cpu_replicas", "eval_every_steps", "eval_images", "best_metric", "eval_feature_extractor",
+               "ema_decay")
 
 flags.DEFINE_enum("model", None, list(models.FAMILY_NAMES), "Model family to train.")
 flags.DEFINE_string("preset", "paper", "Config preset of the family: 'paper' (official defaults), 'tiny', ...")
@@ -43,6 +44,19 @@ flags.DEFINE_boolean("jit_compile", False, "XLA-compile the per-replica train st
 flags.DEFINE_enum("strategy", "auto", list(trainer.STRATEGIES),
                   "auto: MirroredStrategy over all local GPUs when more than one (or over --cpu_replicas "
                   "logical CPUs), else default; mirrored; multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.")
+flags.DEFINE_integer("eval_every_steps", 0, "In-training evaluation interval in steps (0: off): the evaluate "
+                     "stage's metrics (KID/FID, cycle PSNR/L1, MUNIT diversity) on --eval_images test images per "
+                     "domain, in TensorBoard as eval/<metric>; the best checkpoint by --best_metric is kept in "
+                     "checkpoints/best/ (with best.json), apart from the --keep_checkpoints rolling ones.")
+flags.DEFINE_integer("eval_images", 16, "Test images per domain of the in-training evaluation (the first ones).")
+flags.DEFINE_enum("best_metric", "kid", ["kid", "fid", "cycle_l1", "cycle_psnr", "diversity_l1", "diversity_lpips"],
+                  "Metric choosing the best checkpoint (kid, fid, cycle_l1: lower is better; cycle_psnr and "
+                  "MUNIT's diversity_*: higher is better).")
+flags.DEFINE_enum("eval_feature_extractor", "hed", ["auto", "inception", "hed"], "KID/FID features of the "
+                  "in-training evaluation (hed: the offline bundled VGG16; see components.evaluate).")
+flags.DEFINE_float("ema_decay", 0.0, "Generator weight EMA decay (0: off), e.g. 0.999: an exponential moving "
+                   "average of the generator weights, updated after every step and checkpointed; in-training "
+                   "evaluation, evaluate and export then use the averaged weights.")
 flags.DEFINE_integer("cpu_replicas", 1, "Split the CPU into this many logical devices so MirroredStrategy "
                      "runs one replica on each (for machines without GPUs).")
 
@@ -99,7 +113,10 @@ def config_from_flags(flag_values=FLAGS):
       checkpoint_every_steps=flag_values.checkpoint_every_steps, keep_checkpoints=flag_values.keep_checkpoints,
       summary_every_steps=flag_values.summary_every_steps, sample_every_steps=flag_values.sample_every_steps,
       num_samples=flag_values.num_samples, seed=flag_values.seed, mixed_precision=flag_values.mixed_precision,
-      jit_compile=flag_values.jit_compile, strategy=flag_values.strategy, cpu_replicas=flag_values.cpu_replicas)
+      jit_compile=flag_values.jit_compile, strategy=flag_values.strategy, cpu_replicas=flag_values.cpu_replicas,
+      eval_every_steps=flag_values.eval_every_steps, eval_images=flag_values.eval_images,
+      best_metric=flag_values.best_metric, eval_feature_extractor=flag_values.eval_feature_extractor,
+      ema_decay=flag_values.ema_decay)
 
 
 def main(argv):
@@ -108,6 +125,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from components import train_lib  # pylint: disable=import-outside-toplevel
   result = run_or_exit("train", lambda: train_lib.run(config_from_flags()))
+  if result.best:
+    print(f"train: best {result.best['metric']} {result.best['value']:.4g} at step {result.best['step']} "
+          f"(checkpoints/best/)", file=sys.stderr)
   print(f"train: step {result.step} in {result.model_dir} (checkpoint {result.checkpoint}; "
         f"{result.images_per_sec:.2f} img/s{'; stopped by ' + result.stopped_by if result.stopped_by else ''})",
         file=sys.stderr)

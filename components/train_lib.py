@@ -2,14 +2,18 @@
 
 `run(TrainConfig) -> TrainResult` is the library; `python -m components.train` is its absl entry point.
 model_dir layout (docs/INTERFACES.md): `config.json`, `checkpoints/` (tf.train.CheckpointManager, one
-checkpoint per `checkpoint_every_steps`, named `ckpt-<step>`), `logs/` (TensorBoard), `samples/step_XXXXXXXX.png`.
+checkpoint per `checkpoint_every_steps`, named `ckpt-<step>`), `checkpoints/best/` (the best checkpoint by
+`best_metric` and `best.json`, when `eval_every_steps` > 0), `logs/` (TensorBoard), `samples/step_XXXXXXXX.png`.
 
 The loop (one iteration = one global batch):
   1. next (x_a [B, S, S, 3], x_b [B, S, S, 3]) from domains A and B, shuffled independently (different seeds)
      and zipped: the data are unpaired;
   2. `strategy.run(family.train_step)` (D update, then G update) and SUM-reduce the per-replica losses;
   3. a non-finite loss stops the run (StageError naming the step and the term) without saving that state;
-  4. every interval: progress line + TensorBoard scalars, sample grid, checkpoint; SIGTERM/SIGINT save and stop.
+  3b. with `ema_decay` > 0 the generator EMA is updated inside the same tf.function (trainer.GeneratorEMA);
+  4. every interval: progress line + TensorBoard scalars, sample grid, in-training evaluation (the evaluate
+     stage's metrics on the first `eval_images` test images, TensorBoard `eval/<metric>`, the best checkpoint
+     kept in checkpoints/best/), checkpoint; SIGTERM/SIGINT save and stop.
 Rerunning the same command resumes from the newest checkpoint in model_dir (model, optimizers, step and the RNG
 state of the train step's random draws; the input pipeline restarts with a seed derived from the step, so resumed
 runs see fresh batches rather than replaying the first ones).
@@ -17,8 +21,10 @@ runs see fresh batches rather than replaying the first ones).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -29,11 +35,14 @@ import tensorflow as tf
 
 import models
 from components import data as data_lib
+from components import metrics as metrics_lib
 from components import trainer
 from components.errors import StageError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"  # under CHECKPOINT_DIR
+CHECKPOINT_CHOICES = ("auto", "best", "latest")
 LOG_DIR = "logs"
 SAMPLE_DIR = "samples"
 
@@ -60,6 +69,13 @@ class TrainConfig:
     jit_compile: XLA-compile the per-replica train step.
     strategy: "auto", "default", "mirrored" or "multi_worker" (see components.trainer.create_strategy).
     cpu_replicas: split the CPU into this many logical devices (before TF initializes devices).
+    eval_every_steps: in-training evaluation interval (0: off; also run at the last step when on).
+    eval_images: test images per domain of the held-out slice (the first ones in file order: deterministic).
+    best_metric: the metric the best checkpoint is chosen by (components.metrics.METRIC_MODES: kid, fid,
+      cycle_l1 lower is better; cycle_psnr, MUNIT's diversity_l1 / diversity_lpips higher is better).
+    eval_feature_extractor: KID/FID features of the in-training evaluation ("hed": offline, bundled; "auto",
+      "inception" as components.evaluate).
+    ema_decay: generator weight EMA decay (0: off); when on, evaluation, evaluate and export use the averages.
   """
 
   family: str
@@ -78,6 +94,11 @@ class TrainConfig:
   jit_compile: bool = False
   strategy: str = "auto"
   cpu_replicas: int = 1
+  eval_every_steps: int = 0
+  eval_images: int = 16
+  best_metric: str = "kid"
+  eval_feature_extractor: str = "hed"
+  ema_decay: float = 0.0
 
   def to_dict(self) -> dict[str, Any]:
     """JSON-friendly dict of every field (the "train" section of config.json)."""
@@ -100,6 +121,8 @@ class TrainResult:
     stopped_by: None when all steps ran, else the signal name ("SIGTERM", "SIGINT") that stopped the run.
     images_per_sec: global images per second over this run (excluding the first step's tracing).
     num_replicas: replicas in sync (all workers).
+    best: the best checkpoint's record (checkpoints/best/best.json: step, metric, mode, value, metrics,
+      checkpoint) when in-training evaluation is on, else None.
   """
 
   model_dir: str
@@ -111,6 +134,7 @@ class TrainResult:
   stopped_by: str | None
   images_per_sec: float
   num_replicas: int
+  best: dict | None = None
 
 
 def build_model_config(family: models.Family, preset: str, overrides: Mapping[str, Any]):
@@ -183,10 +207,27 @@ def _validate(config: TrainConfig) -> None:
     raise StageError(f"--steps must be >= 0, got {config.steps}.")
   if not config.model_dir:
     raise StageError("--model_dir is required: where checkpoints, logs, samples and config.json are written.")
+  if config.eval_every_steps < 0:
+    raise StageError(f"--eval_every_steps must be >= 0 (0 disables in-training evaluation), got "
+                     f"{config.eval_every_steps}.")
+  if config.eval_images < 2:
+    raise StageError(f"--eval_images must be >= 2 (KID/FID need two images per set), got {config.eval_images}.")
+  if config.best_metric not in metrics_lib.METRIC_MODES:
+    raise StageError(f"--best_metric must be one of {', '.join(metrics_lib.METRIC_MODES)}, got "
+                     f"{config.best_metric!r}.")
+  if config.best_metric.startswith("diversity") and config.family != "munit":
+    raise StageError(f"--best_metric={config.best_metric} is measured for MUNIT only (the multimodal family); "
+                     "choose kid, fid, cycle_l1 or cycle_psnr.")
+  if config.eval_feature_extractor not in metrics_lib.FEATURE_EXTRACTORS:
+    raise StageError(f"--eval_feature_extractor must be one of {metrics_lib.FEATURE_EXTRACTORS}, got "
+                     f"{config.eval_feature_extractor!r}.")
+  if not 0.0 <= config.ema_decay < 1.0:
+    raise StageError(f"--ema_decay must be in [0, 1) (0 disables the generator EMA), got {config.ema_decay}.")
 
 
-def _check_resumable(model_dir: str, family: str, model_config) -> None:
-  """Raises StageError when model_dir holds a different family or model config than the one requested."""
+def _check_resumable(model_dir: str, family: str, model_config, ema_decay: float = 0.0) -> None:
+  """Raises StageError when model_dir holds a different family or model config than the one requested, or
+  when the generator EMA would be switched on or off in the middle of a run."""
   path = os.path.join(model_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     return
@@ -203,6 +244,11 @@ def _check_resumable(model_dir: str, family: str, model_config) -> None:
     diffs = ", ".join(f"{k}: {before.get(k)!r} -> {current.get(k)!r}" for k in changed)
     raise StageError(f"{model_dir} was trained with a different {family} config ({diffs}). Resume with the "
                      f"original settings (see {path}) or use a new --model_dir.")
+  before_ema = float(previous.get("train", {}).get("ema_decay", 0.0) or 0.0)
+  if (before_ema > 0) != (ema_decay > 0) and tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR)):
+    raise StageError(f"{model_dir} was trained with --ema_decay={before_ema:g}; the generator EMA cannot be "
+                     f"switched {'on' if ema_decay > 0 else 'off'} when resuming. Resume with "
+                     f"--ema_decay={before_ema:g} or use a new --model_dir.")
 
 
 def _input_iterator(strategy, config: TrainConfig, model_config, start_step: int, transform):
@@ -278,7 +324,7 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
                                             config.model_overrides, config.steps)
   strategy = trainer.create_strategy(config.strategy, config.cpu_replicas)
   chief = trainer.is_chief(strategy)
-  _check_resumable(config.model_dir, family.name, model_config)
+  _check_resumable(config.model_dir, family.name, model_config, config.ema_decay)
   if model_config.batch_size % strategy.num_replicas_in_sync:
     raise StageError(f"--batch_size={model_config.batch_size} (global) must be a multiple of the "
                      f"{strategy.num_replicas_in_sync} replicas.")
@@ -294,9 +340,11 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       gen_optimizer.build(model.generator_variables)
       dis_optimizer.build(model.discriminator_variables)
       step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      ema = trainer.GeneratorEMA(model.generator_variables, config.ema_decay) if config.ema_decay else None
     rng = trainer.make_rng(strategy, config.seed)
+    ema_objects = {"generator_ema": ema.averages} if ema else {}
     checkpoint = model_checkpoint(model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer, step=step_var,
-                                  rng=rng)
+                                  rng=rng, **ema_objects)
     keeper = trainer.CheckpointKeeper(checkpoint, os.path.join(config.model_dir, CHECKPOINT_DIR),
                                       max_to_keep=config.keep_checkpoints, chief=chief,
                                       task_id=_task_id(strategy))
@@ -306,6 +354,12 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
       raise StageError(f"The checkpoint in {config.model_dir} does not fit this {family.name} model ({e}); "
                        f"resume with the original settings or use a new --model_dir.") from e
     start_step = int(step_var.numpy())
+    best_keeper = None
+    if config.eval_every_steps:
+      best_keeper = trainer.BestCheckpointKeeper(
+          model_checkpoint(model, step=step_var, **ema_objects),
+          os.path.join(config.model_dir, CHECKPOINT_DIR, BEST_DIR), metric=config.best_metric,
+          mode=metrics_lib.METRIC_MODES[config.best_metric], chief=chief, task_id=_task_id(strategy))
 
     if chief:
       tf.io.gfile.makedirs(os.path.join(config.model_dir, SAMPLE_DIR))
@@ -318,7 +372,7 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
 
     if start_step >= total_steps:
       return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0,
-                         strategy.num_replicas_in_sync)
+                         strategy.num_replicas_in_sync, best_keeper.record if best_keeper else None)
 
     iterator = _input_iterator(strategy, config, model_config, start_step, family.transform)
     sample_a, sample_b = (_sample_batch(config, model_config, family.transform) if config.sample_every_steps
@@ -327,7 +381,27 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
     step_fn = trainer.make_distributed_step(
         strategy, lambda x_a, x_b, seed: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b,
                                                            global_batch, seed=seed),
-        jit_compile=config.jit_compile, rng=rng)
+        jit_compile=config.jit_compile, rng=rng, after_step=ema.update if ema else None)
+    evaluator = InTrainingEvaluation(config, family, model_config, model) if config.eval_every_steps else None
+
+    def evaluate(step):
+      """Measures the held-out slice (EMA weights when on), logs eval/<metric>, keeps the best checkpoint."""
+      start = time.perf_counter()
+      with (ema.applied() if ema else contextlib.nullcontext()):
+        values = evaluator.measure()
+      seconds = time.perf_counter() - start
+      with writer.as_default(step=step):
+        for name, value in values.items():
+          tf.summary.scalar(f"eval/{name}", value)
+        tf.summary.scalar("perf/eval_seconds", seconds)
+      value = values.get(config.best_metric)
+      improved = best_keeper.improves(value)
+      if improved:
+        best_keeper.save(step, values)
+      if chief:
+        shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("kid", "fid", "cycle_psnr", "diversity_l1") if k in values)
+        progress.note(f"eval at step {step}: {shown} ({seconds:.1f} s)"
+                      + (f"; new best {config.best_metric} {value:.4g}" if improved else ""))
 
     def write_samples(step):
       rows = family.sample_rows(model, sample_a, sample_b)
@@ -382,6 +456,8 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
           sums, interval_steps, interval_start = {}, 0, time.perf_counter()
         if config.sample_every_steps and chief and (step % config.sample_every_steps == 0 or step == total_steps):
           write_samples(step)
+        if evaluator and (step % config.eval_every_steps == 0 or step == total_steps):
+          evaluate(step)
         if stop.requested or step % config.checkpoint_every_steps == 0 or step == total_steps:
           last_checkpoint = keeper.save(step)
         if stop.requested:
@@ -391,16 +467,57 @@ def run(config: TrainConfig, *, family: models.Family | None = None) -> TrainRes
     writer.flush()
     rate = timed_steps * global_batch / timed_seconds if timed_seconds > 0 else 0.0
     return TrainResult(config.model_dir, family.name, start_step, step, last_checkpoint, losses, stopped_by, rate,
-                       strategy.num_replicas_in_sync)
+                       strategy.num_replicas_in_sync, best_keeper.record if best_keeper else None)
   finally:
     keras.mixed_precision.set_global_policy(previous_policy)
+
+
+class InTrainingEvaluation:
+  """The evaluate stage's metrics on a small held-out slice, measured during training.
+
+  The slice: the first `eval_images` test images of each domain in file order, through the family's test
+  transform (a dataset without a test split is a StageError before training starts). Measured exactly as `components.evaluate` measures
+  (its `translate_both_ways` and `compute_metrics` through the exported TranslatorModule, its defaults for KID
+  subsets, seeds and MUNIT styles), with `eval_feature_extractor` features: the numbers equal what
+  `python -m components.evaluate --num_images=<eval_images> --feature_extractor=<same>` reports for that
+  checkpoint.
+  """
+
+  def __init__(self, config: TrainConfig, family: models.Family, model_config, model):
+    from components import evaluate_lib  # pylint: disable=import-outside-toplevel  (evaluate_lib imports us)
+    self._lib = evaluate_lib
+    size = int(model_config.image_size)
+    self.images = {}
+    for domain in ("a", "b"):
+      try:
+        self.images[domain] = evaluate_lib.load_test_images(config.data_dir, domain, size, config.eval_images,
+                                                            family.transform)
+      except StageError as e:
+        raise StageError(f"In-training evaluation (--eval_every_steps) needs a test split: {e}") from e
+    self.eval_config = evaluate_lib.EvaluateConfig(
+        model_dir=config.model_dir, data_dir=config.data_dir, output_dir=config.model_dir,
+        num_images=config.eval_images, feature_extractor=config.eval_feature_extractor)
+    self.extractor = metrics_lib.build_feature_extractor(config.eval_feature_extractor)
+    self.signatures = evaluate_lib.Signatures.of_model(model, family.name)
+    self.lpips_net = None
+    if self.signatures.multimodal:
+      self.lpips_net = (self.extractor if isinstance(self.extractor, metrics_lib.HedVgg16Features)
+                        else metrics_lib.HedVgg16Features())
+
+  def measure(self) -> dict[str, float]:
+    """Metric name -> value for the model's current weights (kid, fid, cycle_l1, cycle_psnr, per direction...)."""
+    num_styles = self.eval_config.num_styles if self.signatures.multimodal else 1
+    outputs = self._lib.translate_both_ways(self.signatures, self.images, self.eval_config, num_styles)
+    return self._lib.compute_metrics(outputs, self.images, self.extractor, self.eval_config, self.lpips_net)
 
 
 def model_checkpoint(model, **objects) -> tf.train.Checkpoint:
   """The checkpoint layout of model_dir/checkpoints: `model`, `model_variables` and `objects`.
 
   Training passes `gen_optimizer`, `dis_optimizer`, `step` and `rng` (the tf.random.Generator every random draw
-  of a train step derives from) as `objects`.
+  of a train step derives from) as `objects`, and `generator_ema` (trainer.GeneratorEMA.averages, positional
+  like model_variables) when the EMA is on. The best checkpoint (checkpoints/best/) holds `model`,
+  `model_variables`, `step` and `generator_ema` only.
 
   Keras 3 layers held in Python lists are not children in tf.train.Checkpoint's object graph, so
   `Checkpoint(model=model)` alone misses most weights; every variable of `model.variables` is therefore also
@@ -409,15 +526,15 @@ def model_checkpoint(model, **objects) -> tf.train.Checkpoint:
   return tf.train.Checkpoint(model=model, model_variables=list(model.variables), **objects)
 
 
-def restore_model(model, path: str) -> int:
-  """Restores `model`'s weights from the checkpoint `path` (a `ckpt-N` prefix); returns its training step.
+def restore_model(model, path: str, **objects) -> int:
+  """Restores `model`'s weights (and `objects`, e.g. generator_ema) from the checkpoint `path`; returns its step.
 
-  Raises StageError when a model variable is missing from the checkpoint or has another shape (a different
-  architecture or config).
+  Raises StageError when a model variable (or object) is missing from the checkpoint or has another shape (a
+  different architecture or config).
   """
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   try:
-    model_checkpoint(model, step=step).restore(path).assert_existing_objects_matched().expect_partial()
+    model_checkpoint(model, step=step, **objects).restore(path).assert_existing_objects_matched().expect_partial()
   except (AssertionError, ValueError) as e:
     raise StageError(f"Checkpoint {path} does not fit this model ({e}); was it written for another config?") from e
   return int(step.numpy())
@@ -432,18 +549,76 @@ def read_config(model_dir: str) -> dict[str, Any]:
     return json.load(f)
 
 
-def load_trained_model(model_dir: str):
-  """Rebuilds the model of a model_dir from config.json and its newest checkpoint.
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """A model rebuilt from a model_dir by `load_model_dir`.
 
-  Returns:
-    (family, model_config, model, step): the Family, its config dataclass, the built model with the trained
-    weights, and the training step of the checkpoint. StageError when there is no checkpoint.
+  Attributes:
+    family, config, model, step: the Family, its config dataclass, the built model with the chosen weights, and
+      the training step of the checkpoint.
+    checkpoint: "best" or "latest" (which checkpoint was read); path: its `ckpt-N` prefix.
+    weights: "ema" (the generator EMA was on: the generators hold the averages) or "trained".
+    best: the best checkpoint's record (best.json) when `checkpoint` is "best", else None.
   """
+
+  family: models.Family
+  config: Any
+  model: Any
+  step: int
+  checkpoint: str
+  path: str
+  weights: str
+  best: dict | None = None
+
+  def describe(self) -> dict[str, Any]:
+    """What was loaded, for metrics.json, the model card and the lineage: checkpoint, path, step, weights, best."""
+    return {"checkpoint": self.checkpoint, "path": self.path, "step": self.step, "weights": self.weights,
+            "best": self.best}
+
+
+def best_checkpoint_dir(model_dir: str) -> str:
+  """model_dir/checkpoints/best."""
+  return os.path.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
+
+
+def load_model_dir(model_dir: str, checkpoint: str = "auto") -> TrainedModel:
+  """Rebuilds the model of a model_dir from config.json and one of its checkpoints (the one reader of model_dirs).
+
+  Args:
+    model_dir: components.train's model_dir.
+    checkpoint: "best" (checkpoints/best/, kept by in-training evaluation), "latest" (the newest rolling
+      checkpoint) or "auto" (best when present, else latest).
+  Returns:
+    TrainedModel. When the run kept a generator EMA (config.json train.ema_decay > 0) the generators hold the
+    averages (weights "ema"). StageError when the asked-for checkpoint does not exist.
+  """
+  if checkpoint not in CHECKPOINT_CHOICES:
+    raise StageError(f"--checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got {checkpoint!r}.")
   saved = read_config(model_dir)
   family = models.get_family(saved["family"])
   model_config = family.config_class.from_dict(saved["model"])
-  path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
+  best_path = tf.train.latest_checkpoint(best_checkpoint_dir(model_dir))
+  if checkpoint == "best" and best_path is None:
+    raise StageError(f"No best checkpoint in {best_checkpoint_dir(model_dir)}: train with --eval_every_steps > 0 "
+                     "to keep one, or use --checkpoint=latest.")
+  kind = "best" if checkpoint == "best" or (checkpoint == "auto" and best_path) else "latest"
+  path = best_path if kind == "best" else tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
   if path is None:
     raise StageError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}: train the model first.")
   model = family.build_model(model_config)
-  return family, model_config, model, restore_model(model, path)
+  ema_on = float(saved.get("train", {}).get("ema_decay", 0.0) or 0.0) > 0
+  if ema_on:
+    averages = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in model.generator_variables]
+    step = restore_model(model, path, generator_ema=averages)
+    for variable, average in zip(model.generator_variables, averages):
+      variable.assign(average)
+  else:
+    step = restore_model(model, path)
+  best = trainer.read_best(best_checkpoint_dir(model_dir)) if kind == "best" else None
+  return TrainedModel(family, model_config, model, step, kind, path, "ema" if ema_on else "trained", best)
+
+
+def load_trained_model(model_dir: str, checkpoint: str = "auto"):
+  """`load_model_dir` as a tuple: (family, model_config, model, step)."""
+  loaded = load_model_dir(model_dir, checkpoint)
+  return loaded.family, loaded.config, loaded.model, loaded.step

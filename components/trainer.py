@@ -5,14 +5,18 @@ stage logic (configs, data, the loop) is `components.train_lib`. This module onl
   * pick and build a `tf.distribute.Strategy` (default, Mirrored over GPUs or logical CPUs, MultiWorker);
   * wrap a one-replica step in `tf.function` + `strategy.run` and SUM-reduce its loss scalars, handing each
     replica a per-step, per-replica seed drawn from a checkpointed `tf.random.Generator`;
-  * keep checkpoints with `tf.train.CheckpointManager` (non-chief workers write to a throw-away directory);
+  * keep checkpoints with `tf.train.CheckpointManager` (non-chief workers write to a throw-away directory), and
+    the best one by an evaluation metric apart from the rolling ones (`BestCheckpointKeeper`);
+  * keep an exponential moving average of the generator variables (`GeneratorEMA`), updated inside the step;
   * stop cleanly on SIGTERM/SIGINT (a handler only sets a flag; the loop saves and returns);
   * write TensorBoard scalars/images and sample-grid PNGs, and print progress lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -119,14 +123,16 @@ def replica_seed(step_seed: tf.Tensor) -> tf.Tensor:
 
 
 def make_distributed_step(strategy: tf.distribute.Strategy, replica_step: Callable[..., Mapping[str, tf.Tensor]],
-                          *, jit_compile: bool = False, rng: tf.random.Generator | None = None) -> Callable:
+                          *, jit_compile: bool = False, rng: tf.random.Generator | None = None,
+                          after_step: Callable[[], None] | None = None) -> Callable:
   """Returns a tf.function `step(iterator) -> {name: scalar}` running `replica_step(*next(iterator))` per replica.
 
   The replica step returns loss scalars already divided by the global batch, so they are reduced with SUM.
   With `jit_compile` the replica step is XLA-compiled (one replica), or, with several replicas, XLA
   auto-clustering is switched on for the process. With `rng` (from `make_rng`), each call first draws one
   step seed from it in cross-replica context (so it advances alike on every worker, and a restored generator
-  resumes the same sequence) and calls `replica_step(*inputs, replica_seed(step_seed))`.
+  resumes the same sequence) and calls `replica_step(*inputs, replica_seed(step_seed))`. `after_step` (e.g.
+  `GeneratorEMA.update`) runs in the same tf.function, in cross-replica context, after every replica's update.
   """
   replica_fn = replica_step
   if jit_compile and strategy.num_replicas_in_sync > 1:
@@ -147,6 +153,8 @@ def make_distributed_step(strategy: tf.distribute.Strategy, replica_step: Callab
       per_replica = strategy.run(replica_fn, args=inputs)
     else:
       per_replica = strategy.run(seeded_replica_fn, args=inputs + (rng.make_seeds(1)[:, 0],))
+    if after_step is not None:
+      after_step()
     return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             for name, value in per_replica.items()}
 
@@ -187,6 +195,97 @@ class CheckpointKeeper:
     if not self._chief:
       shutil.rmtree(self._write_dir, ignore_errors=True)
     return os.path.join(self.directory, os.path.basename(path))
+
+
+class GeneratorEMA:
+  """Exponential moving average of the generator variables (the "EMA generator" of imaginaire, StyleGAN, ...).
+
+  After every training step: ema <- decay * ema + (1 - decay) * w, for each generator variable w; the averages
+  start at the initial weights. Create it (and call `update`) in the strategy's scope/step: the averages are
+  then mirrored like the weights, and `update` runs in cross-replica context, where it reads the (all-reduced,
+  identical) weights and writes every replica's copy. `averages` is checkpointed as `generator_ema`.
+  """
+
+  def __init__(self, variables, decay: float):
+    if not 0.0 < decay < 1.0:
+      raise ValueError(f"EMA decay must be in (0, 1), got {decay}.")
+    self.decay = float(decay)
+    self.sources = list(variables)
+    self.averages = [tf.Variable(tf.convert_to_tensor(v), trainable=False, dtype=v.dtype,
+                                 name="ema_" + getattr(v, "path", v.name).split(":")[0].replace("/", "_"))
+                     for v in self.sources]
+
+  def update(self) -> None:
+    """ema <- decay * ema + (1 - decay) * w for every pair (inside the step's tf.function or eagerly)."""
+    for average, source in zip(self.averages, self.sources):
+      value = tf.cast(tf.convert_to_tensor(source), average.dtype)
+      average.assign(self.decay * average + (1.0 - self.decay) * value)
+
+  @contextlib.contextmanager
+  def applied(self):
+    """Within the block the generator variables hold the averages; their trained values are put back after."""
+    trained = [tf.identity(tf.convert_to_tensor(v)) for v in self.sources]
+    for source, average in zip(self.sources, self.averages):
+      source.assign(tf.convert_to_tensor(average))
+    try:
+      yield
+    finally:
+      for source, value in zip(self.sources, trained):
+        source.assign(value)
+
+
+BEST_FILE = "best.json"
+
+
+class BestCheckpointKeeper:
+  """The best checkpoint by one evaluation metric, kept in its own `directory` (untouched by the rolling ones).
+
+  `directory` holds one checkpoint (`ckpt-<step>`, CheckpointManager with max_to_keep=1) and `best.json`:
+  {"step", "metric", "mode" ("min"/"max"), "value", "metrics" (every value of that evaluation), "checkpoint"}.
+  A resumed run continues from the recorded value when the metric is the same (else the first evaluation
+  becomes the best). Non-chief workers write into a temporary sibling and delete it, like CheckpointKeeper.
+  """
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, *, metric: str, mode: str, chief: bool,
+               task_id: int = 0):
+    if mode not in ("min", "max"):
+      raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+    self.directory, self.metric, self.mode = directory, metric, mode
+    self._chief = chief
+    self._write_dir = directory if chief else os.path.join(os.path.dirname(directory), f".best_tmp_{task_id}")
+    self._manager = tf.train.CheckpointManager(checkpoint, self._write_dir, max_to_keep=1)
+    previous = read_best(directory)
+    self.record = previous if previous and previous.get("metric") == metric else None
+
+  def improves(self, value: float) -> bool:
+    """True when `value` (finite) beats the recorded best (or there is none)."""
+    if value is None or not math.isfinite(value):
+      return False
+    if self.record is None:
+      return True
+    best = self.record["value"]
+    return value < best if self.mode == "min" else value > best
+
+  def save(self, step: int, metrics: Mapping[str, float]) -> str:
+    """Saves the checkpoint as the best (every worker must call this); writes best.json; returns its path."""
+    path = self._manager.save(checkpoint_number=step)
+    self.record = {"step": int(step), "metric": self.metric, "mode": self.mode,
+                   "value": float(metrics[self.metric]), "metrics": {k: float(v) for k, v in metrics.items()},
+                   "checkpoint": os.path.basename(path)}
+    if self._chief:
+      write_json(os.path.join(self.directory, BEST_FILE), self.record)
+    else:
+      shutil.rmtree(self._write_dir, ignore_errors=True)
+    return os.path.join(self.directory, os.path.basename(path))
+
+
+def read_best(directory: str) -> dict | None:
+  """The parsed `best.json` of a best-checkpoint directory, or None when there is none."""
+  path = os.path.join(directory, BEST_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 class StopRequest:

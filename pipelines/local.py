@@ -55,6 +55,9 @@ flags.DEFINE_boolean("compare_with_served", False, "evaluate: bless only if not 
                      "push has no baseline. The served versions are not part of the cache key.")
 flags.DEFINE_string("baseline_metric", None, "evaluate: kid, fid, cycle_l1 or cycle_psnr (default: kid).")
 flags.DEFINE_float("baseline_margin", None, "evaluate: how much worse than the baseline is still blessed.")
+flags.DEFINE_enum("checkpoint", None, ["auto", "best", "latest"], "evaluate and export: which checkpoint of the "
+                  "trained model (default auto: the best kept by --eval_every_steps when there is one, else the "
+                  "latest); the lineage records which was used.")
 flags.DEFINE_multi_string("set", [], "STAGE.FIELD=VALUE: any other field of a stage's config.")
 flags.DEFINE_boolean("cache", True, "Reuse the outputs of earlier executions with the same fingerprint "
                      "(--nocache re-executes every stage).")
@@ -64,7 +67,8 @@ FLAGS = flags.FLAGS
 # How to run training, not what it computes: changing them does not invalidate the cache or a resume.
 TRAIN_RUNTIME_FLAGS = ("strategy", "cpu_replicas", "checkpoint_every_steps", "summary_every_steps",
                        "sample_every_steps", "jit_compile")
-TRAIN_PARAMETER_FLAGS = ("keep_checkpoints", "num_samples", "seed", "mixed_precision")
+TRAIN_PARAMETER_FLAGS = ("keep_checkpoints", "num_samples", "seed", "mixed_precision", "eval_every_steps",
+                         "eval_images", "best_metric", "eval_feature_extractor", "ema_decay")
 
 
 def parse_set_options(assignments: list[str]) -> dict[str, dict[str, Any]]:
@@ -102,7 +106,8 @@ def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeli
                              ("evaluate", "eval_images", "num_images"), ("evaluate", "max_kid", "max_kid"),
                              ("evaluate", "max_fid", "max_fid"), ("evaluate", "max_cycle_l1", "max_cycle_l1"),
                              ("evaluate", "min_psnr", "min_psnr"), ("evaluate", "baseline_metric", "baseline_metric"),
-                             ("evaluate", "baseline_margin", "baseline_margin")):
+                             ("evaluate", "baseline_margin", "baseline_margin"),
+                             ("evaluate", "checkpoint", "checkpoint"), ("export", "checkpoint", "checkpoint")):
     if FLAGS[name].value is not None:
       stage_options.setdefault(stage, {}).setdefault(field, FLAGS[name].value)
   pipeline_root = overrides.get("pipeline_root", FLAGS.pipeline_root)
