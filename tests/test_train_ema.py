@@ -84,6 +84,7 @@ def _assert_ema_step(previous_ema, weights, ema, decay=0.5):
     np.testing.assert_allclose(after, decay * before + (1 - decay) * w, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ema_is_checkpointed_resumed_and_read_by_load_model_dir(data_dir, tmp_path):
   model_dir = str(tmp_path / "model")
   train_lib.run(_config(data_dir, model_dir))
