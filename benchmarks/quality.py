@@ -38,7 +38,7 @@ def main(argv):
   overrides = quality_lib.parse_overrides(FLAGS.set)
   arrays = quality_lib.make_arrays(seed=0)
   data_dir = quality_lib.build_data(FLAGS.work_dir, arrays)
-  classifiers = quality_lib.train_classifiers(arrays, seed=0)
+  classifiers = quality_lib.train_classifiers(arrays, seed=0, cache_dir=FLAGS.work_dir)
   reference = quality_lib.real_data_reference(arrays, classifiers)
   print("quality: real-data reference " + json.dumps({k: round(v, 3) for k, v in reference.items()}), flush=True)
   records = []

@@ -234,10 +234,20 @@ class Classifiers:
   acc_real_b: float
 
 
-def train_classifiers(arrays: dict[str, np.ndarray], seed: int = 0) -> Classifiers:
-  """Trains one CNN per domain on its train digits; measures it on its test digits."""
-  a = train_classifier(arrays["a_train"], arrays["a_train_labels"], seed)
-  b = train_classifier(arrays["b_train"], arrays["b_train_labels"], seed)
+def train_classifiers(arrays: dict[str, np.ndarray], seed: int = 0, cache_dir: str | None = None) -> Classifiers:
+  """Trains one CNN per domain on its train digits (or loads them from `cache_dir/classifier_<d>.keras`, where
+  they are saved); measures each on its domain's test digits."""
+  import keras  # pylint: disable=import-outside-toplevel
+  nets = {}
+  for d in ("a", "b"):
+    path = os.path.join(cache_dir, f"classifier_{d}.keras") if cache_dir else None
+    if path and os.path.exists(path):
+      nets[d] = keras.saving.load_model(path)
+    else:
+      nets[d] = train_classifier(arrays[f"{d}_train"], arrays[f"{d}_train_labels"], seed)
+      if path:
+        nets[d].save(path)
+  a, b = nets["a"], nets["b"]
   return Classifiers(a, b, accuracy(a, arrays["a_test"], arrays["a_test_labels"]),
                      accuracy(b, arrays["b_test"], arrays["b_test_labels"]))
 

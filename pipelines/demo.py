@@ -66,8 +66,10 @@ def main(argv: list[str]) -> int:
   if result.report_path:
     print(f"evaluation report: {result.report_path}")
   if result.translations_dir:
-    print(f"translations:      {result.translations_dir}/a2b.png, b2a.png (inputs on top, outputs below; "
+    print(f"translations:      {result.translations_dir}/a2b.png, b2a.png (labelled rows, upscaled; "
           f"{len(result.translated)} files) from {result.model_name} version {result.version} over gRPC")
+  if result.demo_report_path:
+    print(f"demo report:       {result.demo_report_path} (training curves, trained vs untrained, verdict)")
   return 0 if result.run.ok and result.translations_dir else 1
 
 
