@@ -123,6 +123,10 @@ def _decode_error(e: Exception) -> ImageRejected:
   return ImageRejected("corrupt", text)
 
 
+# _HOSTILE_BYTES: Pillow's format plugins raise many exception types on damaged or hostile bytes, not only
+# OSError (a TIFF without a width raises TypeError "Missing dimensions"; KeyError, IndexError, struct.error,
+# ZeroDivisionError occur too). Any exception while opening or decoding one file rejects that file as corrupt
+# (or truncated): one file must never stop an ingest run. The exception's type and message are the detail.
 _PIL_GUARD_LOCK = threading.Lock()
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
@@ -152,7 +156,7 @@ def _open(stream: BinaryIO, max_pixels: int) -> Image.Image:
       raise ImageRejected("corrupt", f"starts like a {signature} file but its header cannot be read "
                                      f"(truncated or damaged)") from None
     raise ImageRejected("not_an_image") from None
-  except (OSError, SyntaxError, ValueError, EOFError) as e:
+  except Exception as e:  # noqa: BLE001 - see _HOSTILE_BYTES
     raise _decode_error(e) from None
 
 
@@ -169,8 +173,10 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
     values = np.asarray(image, dtype=np.float64)
     gray = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
     return Image.fromarray(gray).convert("RGB")
-  if mode == "F":
-    gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+  if mode == "F":  # NaN -> 0 (a NaN -> uint8 cast is undefined), +-inf clipped like any other value; the NaNs
+    # are replaced in float32 (casting a signalling NaN, e.g. bits 0x7f807f80, to float64 raises "invalid")
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+    gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return Image.fromarray(gray).convert("RGB")
   if mode == "RGB":
     return image
@@ -202,32 +208,47 @@ def prepare_image(source: bytes | BinaryIO, *, load_size: int | None, max_pixels
   if ImageFile.LOAD_TRUNCATED_IMAGES:
     raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; ingest must see truncated files")
   image = _open(stream, max_pixels)
+  try:
+    return _prepare_opened(image, load_size, background)
+  except ImageRejected:
+    raise
+  except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:  # a plugin's own check in load()
+    raise ImageRejected("too_many_pixels", f"while decoding; Pillow: {e}") from None
+  except Exception as e:  # noqa: BLE001 - see _HOSTILE_BYTES
+    raise _decode_error(e) from None
+
+
+def _prepare_opened(image: Image.Image, load_size: int | None,
+                    background: tuple[int, int, int]) -> PreparedImage:
+  """prepare_image after the header was read: decode the first frame, orient, convert, resize."""
   source_format = image.format or "unknown"
   animated = getattr(image, "n_frames", 1) > 1
   width, height = image.size
-  try:
-    if load_size is not None and source_format == "JPEG" and min(width, height) >= 2 * load_size:
-      scale = load_size / min(width, height)
-      image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
-    image.load()  # the first frame only
-  except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
-    raise _decode_error(e) from None
+  drafted = False
+  if load_size is not None and source_format == "JPEG" and min(width, height) >= 2 * load_size:
+    scale = load_size / min(width, height)
+    image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+    drafted = True
+  # TIFF reports the oriented size at open and applies (then drops) the orientation tag itself in load().
+  header_orientation = image.getexif().get(0x0112, 1)
+  image.load()  # the first frame only
   source_mode = image.mode
-  try:
-    orientation = image.getexif().get(0x0112, 1)
-  except (OSError, SyntaxError, ValueError) as e:
-    raise _decode_error(e) from None
+  orientation = image.getexif().get(0x0112, 1)  # what is left to apply after load()
   if orientation != 1:
     image = ImageOps.exif_transpose(image)
     if orientation in (5, 6, 7, 8):
       width, height = height, width
   rgb = _to_rgb(image, background)
-  if load_size is not None and min(rgb.size) > load_size:  # never upscale; after draft the shorter side is in [load_size, 2*load_size)
-    rgb = rgb.resize(target_size(rgb.width, rgb.height, load_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+  if load_size is not None:
+    # The target comes from the full source size: a draft-decoded JPEG has a rounded-up, slightly different
+    # aspect ratio (11x13 drafted to 3x4 would give 2x3 instead of 2x2). Never upscaled (see target_size).
+    size = target_size(width, height, load_size) if drafted else target_size(rgb.width, rgb.height, load_size)
+    if rgb.size != size:
+      rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
   pixels = np.asarray(rgb, dtype=np.uint8)
   return PreparedImage(pixels=pixels, source_format=source_format, source_mode=source_mode,
                        source_width=width, source_height=height, animated=animated,
-                       exif_rotated=orientation != 1)
+                       exif_rotated=any(o in range(2, 9) for o in (header_orientation, orientation)))
 
 
 def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
