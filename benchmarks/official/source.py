@@ -22,7 +22,8 @@ SOURCES = {
     "unit": ("mingyuliutw", "UNIT", "version_02",
              ["src/trainers/cocogan_nets.py", "src/trainers/common_net.py", "src/trainers/init.py",
               "src/trainers/cocogan_trainer.py", "src/trainers/helpers.py", "src/tools/net_config.py",
-              "exps/unit/cat2tiger.yaml"], "unit"),
+              "src/datasets/dataset_image.py", "src/cocogan_translate_one_image.py", "exps/unit/cat2tiger.yaml"],
+             "unit"),
     "ugatit": ("znxlwm", "UGATIT-pytorch", "HEAD", ["networks.py", "UGATIT.py", "utils.py", "dataset.py"], "ugatit"),
 }
 

@@ -5,8 +5,9 @@ Initializations (`init`):
     (MUNIT `weights_init("kaiming")`, its generators).
   * "gaussian": weights N(0, 0.02^2), bias 0 (MUNIT `weights_init("gaussian")`, its discriminators).
   * "gaussian_torch_bias": weights N(0, 0.02^2), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default bias
-    (UNIT v02 `gaussian_weights_init` only touches the weights). For a transposed conv torch's fan_in is
-    out_channels * k * k.
+    (UNIT v02 `gaussian_weights_init` only touches the weights). fan_in = in_channels * k * k for convs and
+    transposed convs alike, as in torch <= 0.3 (`_ConvNd.reset_parameters`), which UNIT v02 ran on; current torch
+    takes out_channels * k * k for a transposed conv.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class ConvTransposeBlock(keras.layers.Layer):
   def build(self, input_shape):
     if len(input_shape) != 4 or input_shape[-1] is None:
       raise ValueError(f"ConvTransposeBlock expects [B, H, W, C] with known C, got {tuple(input_shape)}.")
-    kernel_init, bias_init = initializers(self.init, self.filters * self.kernel_size ** 2)
+    kernel_init, bias_init = initializers(self.init, input_shape[-1] * self.kernel_size ** 2)
     self.conv = keras.layers.Conv2DTranspose(self.filters, self.kernel_size, self.strides, padding="valid",
                                              kernel_initializer=kernel_init, bias_initializer=bias_init,
                                              name="conv_transpose")

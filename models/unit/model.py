@@ -61,13 +61,22 @@ class UNITModel(keras.Model):
     """The discriminator of domain "a" or "b"."""
     return self._pick(domain, self.dis_a, self.dis_b)
 
-  def encode(self, images, domain: str, training: bool = False, seed=None):
+  def encode(self, images, domain: str, training: bool = False, seed=None, noise=None):
     """Shared latent code of `images` of `domain`: `[B, H, W, 3]` -> z `[B, H/4, W/4, 4ch]` (mu + eps in training).
 
-    In training eps ~ N(0, I) is a stateless draw from `seed` (`[2]`; None: the shared encoder's own seed state).
+    In training eps ~ N(0, I) is `noise` (`[B, H/4, W/4, 4ch]`, see `latent_shape`) when given, else a stateless
+    draw from `seed` (`[2]`; None: the shared encoder's own seed state).
     """
     encoder = self._pick(domain, self.encoder_a, self.encoder_b)
-    return self.shared_encoder(encoder(images, training=training), training=training, seed=seed)
+    return self.shared_encoder(encoder(images, training=training), training=training, seed=seed, noise=noise)
+
+  def latent_shape(self, images) -> tf.Tensor:
+    """Shape `[4]` (int32) of the shared code of `images` `[B, H, W, 3]`: `[B, ceil(H / m), ceil(W / m), 4ch]`,
+    m = size_multiple (each stride-2 conv of the encoder, 3x3 with padding 1, maps n to ceil(n / 2))."""
+    shape = tf.shape(images)
+    m = self.size_multiple
+    return tf.stack([shape[0], (shape[1] + m - 1) // m, (shape[2] + m - 1) // m,
+                     tf.constant(self.encoder_a.output_dim)])
 
   def decode(self, z, domain: str, training: bool = False):
     """Image of `domain` from a shared code: `[B, h, w, C]` -> `[B, 4h, 4w, 3]` float32 in [-1, 1]."""

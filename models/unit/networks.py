@@ -52,8 +52,9 @@ class Encoder(keras.Model):
 class SharedResBlocks(keras.Model):
   """A stack of IN ResBlocks shared by both domains; with `noise=True` adds N(0, I) in training (z = mu + eps).
 
-  `[B, h, w, C]` -> `[B, h, w, C]` (enc_shared: noise=True, dec_shared: noise=False). The noise is a stateless
-  draw from `seed` (`[2]`, given by the train step); without one, from the layer's own Keras SeedGenerator.
+  `[B, h, w, C]` -> `[B, h, w, C]` (enc_shared: noise=True, dec_shared: noise=False). The noise is `noise`
+  (`[B, h, w, C]`, when the caller drew it), else a stateless draw from `seed` (`[2]`), else a draw from the
+  layer's own Keras SeedGenerator.
   """
 
   def __init__(self, n_blk: int = 1, noise: bool = False, **kwargs):
@@ -62,12 +63,14 @@ class SharedResBlocks(keras.Model):
     self.blocks = [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_blk)]
     self.seed_generator = keras.random.SeedGenerator(name="seed_generator") if noise else None
 
-  def call(self, x, training=False, seed=None):
+  def call(self, x, training=False, seed=None, noise=None):
     for block in self.blocks:
       x = block(x, training=training)
     if self.noise and training:
-      seed = self.seed_generator.next() if seed is None else seed
-      x = x + tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
+      if noise is None:
+        seed = self.seed_generator.next() if seed is None else seed
+        noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
+      x = x + tf.cast(noise, x.dtype)
     return x
 
   def get_config(self):

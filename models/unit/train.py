@@ -15,31 +15,61 @@ from models.api import split_seed
 from models.optim import minimize
 
 
+NOISE_KEYS = ("dis_a", "dis_b", "gen_a", "gen_b", "gen_ba", "gen_ab")
+
+
+def latent_noise(model, x_a, x_b, seed=None) -> dict:
+  """The six latent noise draws eps ~ N(0, I) of one iteration, float32, keyed by NOISE_KEYS.
+
+  dis_a, dis_b: the D step's codes of x_a, x_b; gen_a, gen_b: the G step's codes of x_a, x_b; gen_ba, gen_ab: the
+  codes of the translations x_ba (shaped like x_b's code) and x_ab (like x_a's). Stateless draws from
+  `models.api.split_seed(seed, 6)` (None: a random seed).
+  """
+  seeds = split_seed(seed, len(NOISE_KEYS))
+  shape_a, shape_b = model.latent_shape(x_a), model.latent_shape(x_b)
+  shapes = {"dis_a": shape_a, "dis_b": shape_b, "gen_a": shape_a, "gen_b": shape_b, "gen_ba": shape_b,
+            "gen_ab": shape_a}
+  return {k: tf.random.stateless_normal(shapes[k], seed=seeds[i]) for i, k in enumerate(NOISE_KEYS)}
+
+
 def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict:
-  """One UNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1]: discriminator update, then generator update.
+  """One UNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1] with latent noise drawn from `seed`.
+
+  The six latent noise draws (one per encode, `latent_noise`) are stateless draws from `seed`
+  (models.api.split_seed; None: a random seed); see `train_step_with_noise` for the iteration itself.
+  """
+  return train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size,
+                               latent_noise(model, x_a, x_b, seed))
+
+
+def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, noise) -> dict:
+  """One UNIT iteration with given latent noise: discriminator update, then generator update.
 
   Plan:
-    1. D: z_a, z_b = shared codes (with noise); x_ba = G_a(z_b), x_ab = G_b(z_a) as constants;
+    1. D: z_a, z_b = shared codes (+ noise dis_a, dis_b); x_ba = G_a(z_b), x_ab = G_b(z_a) as constants;
        L_D = gan_w * (BCE_D(D_a(x_a), D_a(x_ba)) + BCE_D(D_b(x_b), D_b(x_ab))), summed over scales.
-    2. G: x_aa = G_a(z_a), x_ba = G_a(z_b), x_ab = G_b(z_a), x_bb = G_b(z_b); cycles
-       z_ba = E_a(x_ba), x_bab = G_b(z_ba); z_ab = E_b(x_ab), x_aba = G_a(z_ab);
+    2. G: z_a, z_b (+ noise gen_a, gen_b); x_aa = G_a(z_a), x_ba = G_a(z_b), x_ab = G_b(z_a), x_bb = G_b(z_b);
+       cycles z_ba = E_a(x_ba) (+ gen_ba), x_bab = G_b(z_ba); z_ab = E_b(x_ab) (+ gen_ab), x_aba = G_a(z_ab);
        L_G = gan_w (BCE_G(D_a(x_ba)) + BCE_G(D_b(x_ab))) + ll_direct_link_w (|x_aa - x_a| + |x_bb - x_b|)
              + ll_cycle_link_w (|x_aba - x_a| + |x_bab - x_b|) + kl_direct_link_w (KL(z_a) + KL(z_b))
              + kl_cycle_link_w (KL(z_ba) + KL(z_ab)),  KL(z) = mean(z^2).
-  The six latent noise draws (one per encode) are stateless draws from `seed` (models.api.split_seed; None: a
-  random seed).
+  Args:
+    noise: dict NOISE_KEYS -> eps `[B, h, w, C]` (`latent_noise`; the official trainer's draws in the equivalence
+      tests).
   Returns:
     dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_ad_a`, ...).
   """
   cfg = model.config
-  noise_seeds = split_seed(seed, 6)
+  missing = [k for k in NOISE_KEYS if k not in noise]
+  if missing:
+    raise ValueError(f"train_step_with_noise needs noise for {', '.join(NOISE_KEYS)}; missing {', '.join(missing)}.")
 
   def mean(per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
   # 1. Discriminator update (generator outputs are constants here).
-  z_a = model.encode(x_a, "a", training=True, seed=noise_seeds[0])
-  z_b = model.encode(x_b, "b", training=True, seed=noise_seeds[1])
+  z_a = model.encode(x_a, "a", training=True, noise=noise["dis_a"])
+  z_b = model.encode(x_b, "b", training=True, noise=noise["dis_b"])
   x_ba = tf.stop_gradient(model.decode(z_b, "a", training=True))
   x_ab = tf.stop_gradient(model.decode(z_a, "b", training=True))
   with tf.GradientTape() as tape:
@@ -53,13 +83,13 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size,
 
   # 2. Generator update.
   with tf.GradientTape() as tape:
-    z_a = model.encode(x_a, "a", training=True, seed=noise_seeds[2])
-    z_b = model.encode(x_b, "b", training=True, seed=noise_seeds[3])
+    z_a = model.encode(x_a, "a", training=True, noise=noise["gen_a"])
+    z_b = model.encode(x_b, "b", training=True, noise=noise["gen_b"])
     h_a, h_b = model.shared_decoder(z_a, training=True), model.shared_decoder(z_b, training=True)
     x_aa, x_ba = model.generator_a(h_a, training=True), model.generator_a(h_b, training=True)
     x_ab, x_bb = model.generator_b(h_a, training=True), model.generator_b(h_b, training=True)
-    z_ba = model.encode(x_ba, "a", training=True, seed=noise_seeds[4])
-    z_ab = model.encode(x_ab, "b", training=True, seed=noise_seeds[5])
+    z_ba = model.encode(x_ba, "a", training=True, noise=noise["gen_ba"])
+    z_ab = model.encode(x_ab, "b", training=True, noise=noise["gen_ab"])
     x_bab, x_aba = model.decode(z_ba, "b", training=True), model.decode(z_ab, "a", training=True)
     terms = {
         "gen_ad_a": mean(losses.bce_generator_loss(model.dis_a(x_ba, training=True))),
