@@ -4,7 +4,8 @@ The PyTorch references use `torch.optim.Adam(..., weight_decay=wd)`, which adds 
 (g <- g + wd * w) before the Adam moments, unlike Keras' decoupled (AdamW-style) `weight_decay`. `AdamL2`
 reproduces the torch behaviour. Learning-rate policies (by optimizer iteration t = 0, 1, ...):
   * "constant": lr (UNIT v02).
-  * "step": lr * gamma ** floor(t / step_size) (MUNIT `lr_policy: step`, torch StepLR stepped every iteration).
+  * "step": lr * gamma ** floor((t + 1) / step_size) (MUNIT `lr_policy: step`: train.py steps torch's StepLR at
+    the start of every iteration, before that iteration's update, so iteration t runs with StepLR epoch t + 1).
   * "linear": lr until max_iter // 2, then linearly to 0 at max_iter (U-GAT-IT `decay_flag`: after iteration
     s > max_iter // 2 the lr is lowered by lr / (max_iter // 2) before each update).
 `build_optimizers(config)` reads the config fields `lr, beta1, beta2, weight_decay, lr_policy` and, per policy,
@@ -41,6 +42,30 @@ class LinearDecayToZero(keras.optimizers.schedules.LearningRateSchedule):
 
   def get_config(self):
     return {"initial_learning_rate": self.initial_learning_rate, "max_iter": self.max_iter}
+
+
+@keras.saving.register_keras_serializable(package="i2i")
+class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """lr(t) = lr * gamma ** floor((t + 1) / step_size) for the 0-based optimizer iteration t.
+
+  NVlabs/MUNIT train.py calls `trainer.update_learning_rate()` (torch `StepLR.step()`, created with
+  last_epoch=-1, i.e. at epoch 0) at the start of every iteration, before the update: iteration t trains with
+  StepLR's epoch t + 1, so the first decayed iteration is t = step_size - 1.
+  """
+
+  def __init__(self, initial_learning_rate: float, step_size: int, gamma: float):
+    if step_size < 1:
+      raise ValueError(f"StepDecay needs step_size >= 1, got {step_size}.")
+    self.initial_learning_rate = float(initial_learning_rate)
+    self.step_size = int(step_size)
+    self.gamma = float(gamma)
+
+  def __call__(self, step):
+    epochs = tf.floor((tf.cast(step, tf.float32) + 1.0) / float(self.step_size))
+    return self.initial_learning_rate * tf.pow(self.gamma, epochs)
+
+  def get_config(self):
+    return {"initial_learning_rate": self.initial_learning_rate, "step_size": self.step_size, "gamma": self.gamma}
 
 
 @keras.saving.register_keras_serializable(package="i2i")
@@ -111,8 +136,7 @@ def learning_rate_schedule(config):
     step_size, gamma = int(_require(config, "step_size", policy)), float(_require(config, "gamma", policy))
     if step_size < 1:
       raise ValueError(f"step_size must be >= 1 for lr_policy='step', got {step_size}.")
-    return keras.optimizers.schedules.ExponentialDecay(
-        float(config.lr), decay_steps=step_size, decay_rate=gamma, staircase=True)
+    return StepDecay(float(config.lr), step_size, gamma)
   if policy == "linear":
     return LinearDecayToZero(float(config.lr), int(_require(config, "max_iter", policy)))
   raise ValueError(f"Unknown lr_policy {policy!r}; choose one of {', '.join(LR_POLICIES)}.")

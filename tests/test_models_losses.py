@@ -119,13 +119,16 @@ def test_adam_l2_adds_eps_after_the_bias_correction_like_torch():
 
 
 def test_step_policy_halves_every_step_size_iterations():
+  # MUNIT train.py steps StepLR before each update: iteration t (0-based) uses lr * gamma ** floor((t + 1) / 2).
   gen, dis = optim.build_optimizers(_OptConfig(lr_policy="step", step_size=2, gamma=0.5))
   schedule = optim.learning_rate_schedule(_OptConfig(lr_policy="step", step_size=2, gamma=0.5))
-  np.testing.assert_allclose([float(schedule(i)) for i in range(6)], [0.1, 0.1, 0.05, 0.05, 0.025, 0.025], rtol=1e-6)
+  np.testing.assert_allclose([float(schedule(i)) for i in range(6)], [0.1, 0.05, 0.05, 0.025, 0.025, 0.0125],
+                             rtol=1e-6)
   var = tf.Variable(1.0)
   for _ in range(3):
     gen.apply([tf.constant(0.0)], [var])
-  assert float(gen.learning_rate) == pytest.approx(0.05)  # the optimizer reads the schedule at its iteration
+  assert float(gen.learning_rate) == pytest.approx(0.025)  # the optimizer reads the schedule at its iteration (3)
+  assert optim.StepDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
   assert gen.name == "gen_optimizer" and dis.name == "dis_optimizer"
   assert gen.l2_weight_decay == 0.01 and gen.beta_1 == 0.5
 

@@ -18,7 +18,8 @@ ENV_REPOS = "I2I_OFFICIAL_REPOS"
 
 # family -> (owner, name, git revision, files, destination subdir)
 SOURCES = {
-    "munit": ("NVlabs", "MUNIT", "HEAD", ["networks.py", "trainer.py", "utils.py", "data.py"], "munit"),
+    "munit": ("NVlabs", "MUNIT", "HEAD", ["networks.py", "trainer.py", "utils.py", "data.py", "test.py",
+                                          "configs/edges2shoes_folder.yaml"], "munit"),
     "unit": ("mingyuliutw", "UNIT", "version_02",
              ["src/trainers/cocogan_nets.py", "src/trainers/common_net.py", "src/trainers/init.py",
               "src/trainers/cocogan_trainer.py", "src/trainers/helpers.py", "src/tools/net_config.py",

@@ -6,6 +6,8 @@ Per-replica view, to run inside `strategy.run`; every loss is a per-example `[B]
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from models import losses
@@ -13,12 +15,34 @@ from models.api import split_seed
 from models.optim import minimize
 
 
-def _random_styles(model, batch, seed):
-  """Prior style samples s ~ N(0, I): `[batch, style_dim]`, a stateless draw from `seed` `[2]`."""
-  return tf.random.stateless_normal([batch, model.config.style_dim], seed=seed)
+class PriorStyles(NamedTuple):
+  """The prior style codes s ~ N(0, I) of one MUNIT iteration, each `[B, style_dim]`.
+
+  trainer.py's dis_update and gen_update each draw their own s_a, s_b (torch.randn, in this order).
+  """
+
+  dis_s_a: tf.Tensor
+  dis_s_b: tf.Tensor
+  gen_s_a: tf.Tensor
+  gen_s_b: tf.Tensor
+
+
+def draw_prior_styles(model, batch, seed=None) -> PriorStyles:
+  """The four prior style batches `[batch, style_dim]` of one iteration: stateless draws from `seed` `[2]`
+  (models.api.split_seed; None: a seed from TensorFlow's global RNG)."""
+  seeds = split_seed(seed, 4)
+  return PriorStyles(*(tf.random.stateless_normal([batch, model.config.style_dim], seed=seeds[i])
+                       for i in range(4)))
 
 
 def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict:
+  """One MUNIT iteration (`train_step_with_styles`) with its prior styles drawn from `seed` (`draw_prior_styles`)."""
+  styles = draw_prior_styles(model, tf.shape(x_a)[0], seed)
+  return train_step_with_styles(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, styles)
+
+
+def train_step_with_styles(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size,
+                           styles: PriorStyles) -> dict:
   """One MUNIT iteration on x_a, x_b `[B, H, W, 3]` in [-1, 1]: discriminator update, then generator update.
 
   Plan (trainer.py):
@@ -29,20 +53,19 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size,
        optional cycle x_aba = dec_a(c_a_recon, s_a') (recon_x_cyc_w > 0); optional VGG loss (vgg_w > 0);
        L_G = gan_w (adv_a + adv_b) + recon_x_w (|x_a_recon - x_a| + ...) + recon_s_w (|s_a_recon - s_a| + ...)
              + recon_c_w (|c_a_recon - c_a| + ...) + recon_x_cyc_w (|x_aba - x_a| + ...) + vgg_w (vgg_a + vgg_b).
-  The four prior style batches are stateless draws from `seed` (models.api.split_seed; None: a random seed).
+  `styles` are the prior styles of both updates (given, so that an iteration can be replayed with the official
+  trainer's own draws: tests/test_official_munit.py).
   Returns:
     dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_adv_a`, ...).
   """
   cfg = model.config
   gen_a, gen_b, dis_a, dis_b = model.gen_a, model.gen_b, model.dis_a, model.dis_b
-  batch = tf.shape(x_a)[0]
-  style_seeds = split_seed(seed, 4)
 
   def mean(per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
   # 1. Discriminator update (generator outputs are constants here).
-  s_a, s_b = _random_styles(model, batch, style_seeds[0]), _random_styles(model, batch, style_seeds[1])
+  s_a, s_b = styles.dis_s_a, styles.dis_s_b
   c_a, c_b = gen_a.content_encoder(x_a, training=True), gen_b.content_encoder(x_b, training=True)
   x_ba = tf.stop_gradient(gen_a.decode(c_b, s_a, training=True))
   x_ab = tf.stop_gradient(gen_b.decode(c_a, s_b, training=True))
@@ -54,7 +77,7 @@ def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size,
   minimize(tape, scaled, dis_optimizer, model.discriminator_variables)
 
   # 2. Generator update.
-  s_a, s_b = _random_styles(model, batch, style_seeds[2]), _random_styles(model, batch, style_seeds[3])
+  s_a, s_b = styles.gen_s_a, styles.gen_s_b
   with tf.GradientTape() as tape:
     c_a, s_a_prime = gen_a.encode(x_a, training=True)
     c_b, s_b_prime = gen_b.encode(x_b, training=True)
