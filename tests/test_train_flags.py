@@ -71,3 +71,15 @@ def test_cli_helpfull_and_error_exit():
                        text=True, timeout=120)
   assert bad.returncode == 1
   assert "train: error: --cycle_weight is not a setting of the unit model" in bad.stderr
+
+
+def test_eval_and_ema_flags_build_train_config(flag_values):
+  flag_values(["train", "--model=munit", "--data_dir=/d", "--model_dir=/m", "--eval_every_steps=250",
+               "--eval_images=8", "--best_metric=cycle_psnr", "--eval_feature_extractor=auto", "--ema_decay=0.999"])
+  config = train.config_from_flags(flag_values)
+  assert (config.eval_every_steps, config.eval_images, config.best_metric, config.eval_feature_extractor,
+          config.ema_decay) == (250, 8, "cycle_psnr", "auto", 0.999)
+  flag_values.unparse_flags()
+  flag_values(["train", "--model=munit", "--data_dir=/d", "--model_dir=/m"])
+  config = train.config_from_flags(flag_values)
+  assert (config.eval_every_steps, config.ema_decay, config.best_metric) == (0, 0.0, "kid")  # off by default
