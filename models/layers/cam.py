@@ -9,17 +9,18 @@ Matches the CAM part of `ResnetGenerator.forward` / `Discriminator.forward` in z
   heatmap   = sum_c f'                                                 [B, H, W, 1]
 
 Generator: act = ReLU, no spectral norm. Discriminator: act = LeakyReLU(0.2), the two C -> 1 linears are
-spectral-normalized (`keras.layers.SpectralNormalization`) and the 1x1 conv is not. As in the reference, the
-logits use the (spectral-normalized) linear layers while the feature re-weighting uses the stored weight
-(`list(gap_fc.parameters())[0]`, i.e. `weight_orig` under torch's spectral norm), read before the layer call.
-Note: Keras' SpectralNormalization writes W / sigma back into the kernel at every training call and gives no
-gradient through sigma, whereas torch keeps `weight_orig` and differentiates through sigma.
+spectral-normalized the torch way (`models.layers.spectral_norm.SpectralNorm`: logits use w / sigma(w), with a
+power iteration per training call and the gradient through sigma) and the 1x1 conv is not. As in the
+reference, the feature re-weighting uses the stored weight (`list(gap_fc.parameters())[0]`, i.e. `weight_orig`
+under torch's spectral norm), not w / sigma.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from models.layers.spectral_norm import SpectralNorm
 
 
 @keras.saving.register_keras_serializable(package="i2i")
@@ -31,7 +32,7 @@ class CAM(keras.layers.Layer):
 
   Args:
     leaky_relu_slope: 0.0 gives ReLU (generator); 0.2 gives the discriminator's LeakyReLU.
-    spectral_norm: wrap the GAP/GMP linears in `keras.layers.SpectralNormalization` (discriminator).
+    spectral_norm: wrap the GAP/GMP linears in torch-style `SpectralNorm` (discriminator).
     kernel_initializer: for the two C -> 1 linears and the 1x1 conv kernel.
     bias_initializer: for the 1x1 conv bias.
   """
@@ -49,7 +50,7 @@ class CAM(keras.layers.Layer):
                                kernel_initializer=keras.initializers.get(
                                    keras.initializers.serialize(self.kernel_initializer)))
     if self.spectral_norm:
-      return keras.layers.SpectralNormalization(dense, name=f"sn_{name}", dtype=self.dtype_policy)
+      return SpectralNorm(dense, name=f"sn_{name}", dtype=self.dtype_policy)
     return dense
 
   def build(self, input_shape):
@@ -70,10 +71,10 @@ class CAM(keras.layers.Layer):
   @staticmethod
   def _stored_kernel(layer) -> tf.Variable:
     """The weight the reference multiplies the features by (`weight_orig` under spectral norm)."""
-    return layer.layer.kernel if isinstance(layer, keras.layers.SpectralNormalization) else layer.kernel
+    return layer.layer.kernel if isinstance(layer, SpectralNorm) else layer.kernel
 
   def call(self, x, training=None):
-    w_gap = tf.cast(self._stored_kernel(self.gap_fc)[:, 0], x.dtype)  # read before the SN update
+    w_gap = tf.cast(self._stored_kernel(self.gap_fc)[:, 0], x.dtype)
     w_gmp = tf.cast(self._stored_kernel(self.gmp_fc)[:, 0], x.dtype)
     gap = tf.reduce_mean(x, axis=[1, 2])
     gmp = tf.reduce_max(x, axis=[1, 2])

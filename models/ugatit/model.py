@@ -74,7 +74,7 @@ class UGATIT(keras.Model):
 
   @property
   def discriminator_variables(self) -> list:
-    """Trainable variables of the four discriminators (spectral-norm `vector_u`s are not trainable)."""
+    """Trainable variables of the four discriminators (spectral-norm u, v are not trainable)."""
     return [v for net in self.discriminators for v in net.trainable_variables]
 
   def build(self, input_shape=None):

@@ -10,7 +10,9 @@ Generator (`ResnetGenerator`), input x [B, H, W, 3] in [-1, 1]:
   decoder: n_res AdaLIN ResBlocks sharing (gamma, beta); 2x [nearest upsample x2, reflect pad 1, 3x3 conv
            C -> C/2, ILN, ReLU]; reflect pad 3, 7x7 conv -> 3, tanh.
   returns (image [B, H, W, 3], cam_logit [B, 2], heatmap [B, H/4, W/4, 1]).
-Discriminator (`Discriminator(n_layers)`), all convs and the CAM linears spectral-normalized, LReLU 0.2:
+Discriminator (`Discriminator(n_layers)`), all convs and the CAM linears spectral-normalized as torch does
+(`models.layers.spectral_norm.SpectralNorm`: raw kernel = `weight_orig`, u/v power iteration per training
+call, gradient through sigma), LReLU 0.2:
   reflect pad 1, 4x4 s2 conv ch; n_layers - 3 more [reflect pad 1, 4x4 s2 conv, doubling]; reflect pad 1,
   4x4 s1 conv doubling; CAM (LeakyReLU 0.2, 1x1 conv without spectral norm); reflect pad 1, 4x4 s1 conv -> 1
   without bias. Global: n_layers 7 (6x6 output at 256 px); local: n_layers 5 (30x30).
@@ -33,6 +35,7 @@ from models.layers.cam import CAM
 from models.layers.conv import FastConv2D
 from models.layers.normalization import instance_norm
 from models.layers.padding import ReflectionPadding2D
+from models.layers.spectral_norm import SpectralNorm
 
 
 def torch_kernel_initializer() -> keras.initializers.Initializer:
@@ -324,8 +327,7 @@ class Discriminator(keras.Model):
     dt = self.dtype_policy
 
     def sn_conv(filters, stride, in_channels, use_bias, name):
-      return keras.layers.SpectralNormalization(_conv(filters, 4, stride, in_channels, use_bias, name, dt),
-                                                name=f"sn_{name}", dtype=dt)
+      return SpectralNorm(_conv(filters, 4, stride, in_channels, use_bias, name, dt), name=f"sn_{name}", dtype=dt)
 
     blocks = [[ReflectionPadding2D(1, dtype=dt), sn_conv(ch, 2, 3, True, "conv0")]]
     for i in range(1, n_layers - 2):
