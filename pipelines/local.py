@@ -12,8 +12,9 @@ Starting the same command again reuses every stage whose inputs and parameters d
 an interrupted training from its checkpoint; `--nocache` re-executes everything.
 
 Flags: the data and pipeline flags below; every flag of `python -m components.train` (--model, --preset,
---steps, --strategy, --cpu_replicas, --checkpoint_every_steps, and each model setting such as --lr, --gan_w,
---image_size, --batch_size); `--set STAGE.FIELD=VALUE` for any other field of a stage's config (the value
+--steps, --strategy, --cpu_replicas, --checkpoint_every_steps, --eval_every_steps, --best_metric, --ema_decay,
+and each model setting such as --lr, --gan_w, --image_size, --batch_size; --eval_images, when given, also
+limits the evaluate stage's test images per domain, which are all of them otherwise); `--set STAGE.FIELD=VALUE` for any other field of a stage's config (the value
 is parsed as JSON when it parses, else kept as a string), e.g. `--set evaluate.num_images=64`;
 `--flagfile=FILE`. Every flag not defined here goes to Beam (ingest's pipeline options).
 `--model_dir=DIR` takes an existing model_dir (e.g. from `components.import_official`) instead of training one.
@@ -45,7 +46,6 @@ flags.DEFINE_integer("min_images", None, "validate: fewest train images accepted
 flags.DEFINE_float("max_reject_fraction", None, "validate: largest accepted share of rejected files.")
 flags.DEFINE_integer("load_size", None, "ingest: shorter side of stored images (default: 286/256 of the "
                      "training image size, the papers' resize-then-crop ratio).")
-flags.DEFINE_integer("eval_images", None, "evaluate: at most this many test images per domain (default: all).")
 flags.DEFINE_float("max_kid", None, "evaluate: bless only if the mean KID is at most this.")
 flags.DEFINE_float("max_fid", None, "evaluate: bless only if the mean FID is at most this.")
 flags.DEFINE_float("max_cycle_l1", None, "evaluate: bless only if the mean cycle L1 ([-1, 1] units) is at most this.")
@@ -103,13 +103,15 @@ def pipeline_config_from_flags(beam_args: list[str], **overrides: Any) -> pipeli
   for stage, name, field in (("validate", "min_images", "min_images"),
                              ("validate", "max_reject_fraction", "max_reject_fraction"),
                              ("ingest", "load_size", "load_size"), ("push", "keep_versions", "keep_versions"),
-                             ("evaluate", "eval_images", "num_images"), ("evaluate", "max_kid", "max_kid"),
+                             ("evaluate", "max_kid", "max_kid"),
                              ("evaluate", "max_fid", "max_fid"), ("evaluate", "max_cycle_l1", "max_cycle_l1"),
                              ("evaluate", "min_psnr", "min_psnr"), ("evaluate", "baseline_metric", "baseline_metric"),
                              ("evaluate", "baseline_margin", "baseline_margin"),
                              ("evaluate", "checkpoint", "checkpoint"), ("export", "checkpoint", "checkpoint")):
     if FLAGS[name].value is not None:
       stage_options.setdefault(stage, {}).setdefault(field, FLAGS[name].value)
+  if FLAGS["eval_images"].present:  # components.train's flag; given to the pipeline it also sizes evaluate
+    stage_options.setdefault("evaluate", {}).setdefault("num_images", FLAGS.eval_images)
   pipeline_root = overrides.get("pipeline_root", FLAGS.pipeline_root)
   serving_root = overrides.get("serving_root") or FLAGS.serving_root or os.path.join(pipeline_root, "serving")
   if FLAGS.compare_with_served:
