@@ -118,3 +118,54 @@ def test_ema_is_checkpointed_resumed_and_read_by_load_model_dir(data_dir, tmp_pa
 def test_bad_ema_decay_is_a_clear_error(data_dir, tmp_path):
   with pytest.raises(StageError, match=r"--ema_decay must be in \[0, 1\)"):
     train_lib.run(_config(data_dir, str(tmp_path), ema_decay=1.0))
+
+
+_MIRRORED_DRIVER = r"""
+import json, sys
+import tensorflow as tf
+from components import trainer
+trainer.configure_cpu_replicas(2)
+strategy = trainer.create_strategy("mirrored", 2)
+with strategy.scope():
+  w = tf.Variable([1.0, -1.0])
+  ema = trainer.GeneratorEMA([w], 0.75)
+  optimizer = tf.keras.optimizers.SGD(0.5)
+
+def replica_step(x):
+  # Each replica sees its own x; the gradient of mean(x) * w summed over replicas is the all-reduced update.
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(x * w) / 2.0
+  optimizer.apply_gradients([(tape.gradient(loss, w), w)])
+  return {"loss": loss}
+
+step = trainer.make_distributed_step(strategy, replica_step, after_step=ema.update)
+data = tf.data.Dataset.from_tensor_slices(tf.constant([[1.0, 2.0], [3.0, 4.0]] * 3)).batch(2).map(lambda x: (x,))
+iterator = iter(strategy.experimental_distribute_dataset(data))
+out = []
+for _ in range(3):
+  step(iterator)
+  out.append({"w": [v.numpy().tolist() for v in strategy.experimental_local_results(w)],
+              "ema": [v.numpy().tolist() for v in strategy.experimental_local_results(ema.averages[0])]})
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "steps": out}))
+"""
+
+
+def test_ema_under_mirrored_strategy_on_two_logical_cpus():
+  import json  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", _MIRRORED_DRIVER], cwd=root, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert report["replicas"] == 2
+  # Replica r gets x = [1, 2] or [3, 4]; the summed gradient is ([1, 2] + [3, 4]) / 2 = [2, 3]; SGD lr 0.5:
+  # w_t = w_{t-1} - [1, 1.5]; ema_t = 0.75 ema_{t-1} + 0.25 w_t, ema_0 = w_0 = [1, -1].
+  w, ema = np.array([1.0, -1.0]), np.array([1.0, -1.0])
+  for got in report["steps"]:
+    w = w - np.array([1.0, 1.5])
+    ema = 0.75 * ema + 0.25 * w
+    for replica in range(2):  # every replica's copy holds the same, correct average
+      np.testing.assert_allclose(got["w"][replica], w, rtol=1e-6)
+      np.testing.assert_allclose(got["ema"][replica], ema, rtol=1e-6)
