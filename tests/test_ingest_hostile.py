@@ -50,6 +50,8 @@ def _make_hostile(root: bytes) -> tuple[bytes, bytes, dict]:
   corpora.write(os.path.join(a, b"empty\nfile.jpg"), b"")
   corpora.write(os.path.join(a, b"trunc\xc3(.jpg"), corpora.image_bytes(9, 64, 64, "JPEG")[:1500])
   corpora.write(os.path.join(a, b"latin\xe9/bad \xe9.gif"), b"GIF? no")
+  shutil.copy(os.path.join(a, b"notes\x80.png"), os.path.join(a, b"latin\xe9/notes copy\n.png"))  # same bad bytes
+  rejected[b"latin\xe9/notes copy\n.png"] = "not_an_image"  # identical bad files: each rejected, none a duplicate
   os.symlink(b"loop\xff.png", os.path.join(a, b"loop\xff.png"))
   os.mkfifo(os.path.join(a, b"fifo\n.png"))
   stored_a = set(stored)
