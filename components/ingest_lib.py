@@ -432,7 +432,8 @@ def shard_path(output_dir: str, domain: str, split: str, index: int, count: int)
 
 
 class WriteShardFn(beam.DoFn):
-  """((domain, split, shard, n), records) -> writes the shard sorted by (filename, sha256); yields its path."""
+  """((domain, split, shard, n), records) -> writes the shard sorted by (filename, sha256); yields its path
+  (printable)."""
 
   def __init__(self, output_dir: str):
     self._output_dir = output_dir
@@ -442,7 +443,7 @@ class WriteShardFn(beam.DoFn):
     ordered = sorted(records, key=lambda r: (r[0], r[1]))
     path = shard_path(self._output_dir, domain, split, shard, n)
     write_tfrecord_shard(path, (r[2] for r in ordered))
-    yield path
+    yield printable_path(path)  # the output_dir may have any bytes in its name too
 
 
 class SplitStatsFn(beam.CombineFn):
@@ -515,7 +516,7 @@ class WriteLinesFn(beam.DoFn):
       for line in sorted(lines):
         f.write(line + "\n")
     os.replace(tmp, path)
-    yield path
+    yield printable_path(path)
 
 
 def build_pipeline(pipeline: beam.Pipeline, files: list[SourceFile], config: IngestConfig, tmp_dir: str) -> None:
@@ -724,5 +725,5 @@ def format_summary(result: IngestResult) -> str:
   else:
     lines.append("rejected: none")
   lines.append(f"time {result.seconds:.1f} s, {result.images_per_second:.1f} images/s; details in "
-               f"{result.stats_path} and {result.rejected_path}")
+               f"{printable_path(result.stats_path)} and {printable_path(result.rejected_path)}")
   return "\n".join(lines)

@@ -5,7 +5,7 @@ tabs, "%" escapes that are not escapes, 255-byte names, a non-UTF-8 subfolder, b
 FIFO, a link loop, and folders nested past PATH_MAX (files there cannot be opened, the deepest folder cannot be
 listed: root cannot read those either). Exit 0; every valid image stored exactly once; every bad file and the
 unlistable folder in rejected.jsonl with its reason; stats.json / rejected.jsonl strict UTF-8 JSON; a second
-run (two worker threads) byte-identical.
+run (two worker threads, into an output folder whose name is not UTF-8) byte-identical.
 """
 
 import hashlib
@@ -83,7 +83,7 @@ def _ingest(a: bytes, b: bytes, out: str, *extra: str) -> subprocess.CompletedPr
 @pytest.mark.slow
 def test_hostile_folder_ingests_with_exit_0_everything_accounted_and_reruns_byte_identical(tmp_path):
   a, b, expected = _make_hostile(os.fsencode(tmp_path / "in"))
-  first, second = str(tmp_path / "out1"), str(tmp_path / "out2")
+  first, second = str(tmp_path / "out1"), os.fsdecode(os.fsencode(tmp_path) + b"/out2 \xfe\n")  # any output name
   proc = _ingest(a, b, first)
   assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
   assert b"rejected by reason:" in proc.stdout and b"unlistable_folder" in proc.stdout

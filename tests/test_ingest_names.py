@@ -41,7 +41,7 @@ def test_listing_reports_a_folder_it_cannot_list_and_lists_the_rest(tmp_path, mo
   real_scandir = os.scandir
 
   def scandir(path="."):
-    if os.path.basename(os.fsencode(path)) == b"locked\xff":
+    if isinstance(path, (str, bytes)) and os.path.basename(os.fsencode(path)) == b"locked\xff":
       raise PermissionError(errno.EACCES, "Permission denied", path)
     return real_scandir(path)
 
@@ -130,3 +130,31 @@ def test_unreadable_files_and_folders_are_rejected_with_their_reason_and_the_res
   assert entry["listed_files"] == entry["stored"] + entry["duplicates"] + entry["rejected"]
   assert entry["rejected_by_reason"]["unlistable_folder"] == 1
   assert stats["domains"]["b"]["stored"] == 1 and result.stats == stats
+
+
+def test_cyclegan_layout_with_hostile_names_keeps_split_prefixes_printable(tmp_path, monkeypatch):
+  """--dataset_dir: source ids are "<split folder>/<printable relpath>"; an unlistable testA/ is reported with
+  source_id "testA/" and the rest ingests."""
+  root = os.fsencode(tmp_path / "horse2zebra")
+  corpora.write(os.path.join(root, b"trainA", b"h\xff\n.png"), corpora.image_bytes(1, 20, 20))
+  corpora.write(os.path.join(root, b"trainB", b"sub%", b"z.png"), corpora.image_bytes(2, 20, 20))
+  corpora.write(os.path.join(root, b"testA", b"t.png"), corpora.image_bytes(3, 20, 20))
+  real_scandir = os.scandir
+
+  def scandir(path="."):
+    if isinstance(path, (str, bytes)) and os.fsencode(path).endswith(b"testA"):  # not the fds rmtree passes
+      raise PermissionError(errno.EACCES, "Permission denied", path)
+    return real_scandir(path)
+
+  monkeypatch.setattr(os, "scandir", scandir)
+  out = str(tmp_path / "out")
+  result = ingest_lib.run(ingest_lib.IngestConfig(output_dir=out, dataset_dir=os.fsdecode(root), load_size=LOAD))
+  stats, rows = corpora.read_reports(out)
+  assert [(r["source_id"], r["reason"], r["detail"]) for r in rows] == [
+      ("testA/", "unlistable_folder", "PermissionError: Permission denied")]
+  assert [(r["image/filename"], r["image/source_id"], r["split"]) for r in corpora.read_records(out, "a")] == [
+      (b"h%FF%0A.png", b"trainA/h%FF%0A.png", "train")]
+  assert [(r["image/filename"], r["image/source_id"]) for r in corpora.read_records(out, "b")] == [
+      (b"sub%25/z.png", b"trainB/sub%25/z.png")]
+  entry = stats["domains"]["a"]
+  assert (entry["listed_files"], entry["stored"], entry["rejected"]) == (2, 1, 1) and result.stats == stats
