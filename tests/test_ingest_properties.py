@@ -7,8 +7,9 @@ duplicates + rejected, each entry accounted for by name); reruns are byte-identi
 Generated: image bytes in every (mode, format) pair Pillow writes and reads back (modes 1, L, P, RGB, RGBA, LA, PA,
 I;16, I, F, CMYK, YCbCr, LAB, HSV; formats PNG, JPEG, GIF, BMP, TIFF, WebP, PPM, TGA, PCX, SGI, IM, DDS, QOI),
 sizes 1..40 px, pixel values from raw random bytes (F-mode NaN/inf included), animation, EXIF orientations 1..8,
-mutations (truncation, flipped bytes, prefix/suffix garbage), raw bytes behind real magic numbers; folders with arbitrary byte names (not UTF-8,
-newlines, "%", junk names, 255 bytes), subfolders, duplicates, empty, garbage, FIFOs, dangling and looping links.
+mutations (truncation, flipped bytes, prefix/suffix garbage), raw bytes behind real magic numbers; folders with
+arbitrary byte names (not UTF-8, newlines, "%", junk names, 255 bytes), subfolders, duplicates, empty, garbage,
+FIFOs, dangling and looping links.
 
 Reproducible in CI: `derandomize=True` (examples derived from each test's source, no example database) and no
 deadline (2 shared cores). To hunt for new cases: `I2I_HYPOTHESIS_EXPLORE=1` (random seeds) and
