@@ -32,8 +32,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "official")
 PAPER_ENV = "I2I_PAPER_FIXTURES"
 GEN_FILE, DIS_FILE = "unit_gen_00000002.pkl", "unit_dis_00000002.pkl"
-SMALL = [pytest.param(("unit", FIXTURES), id="unit"), pytest.param(("unit_ms", FIXTURES), id="unit_ms")]
-PAPER = pytest.param(("unit", os.environ.get(PAPER_ENV)), id="paper64", marks=[
+# Tolerances: forward max abs diff (relative to max(1, max |official|) at paper size), gradient relative L2.
+STRICT = {"forward": 1e-5, "grad": 1e-3}
+# At the paper size float32 rounding alone exceeds the strict ones: the latent codes reach |z| ~ 10, and the
+# official code's own float32 gradients differ from a float64 run of ours by up to 3e-3 relative L2 (median 2e-3),
+# ours by up to 9e-3 (encoder_a's front convs; median 3e-3).
+# Adam's first step moves each weight by lr * g' / (|g'| + eps), g' = g + wd * w, about lr * sign(g'): where the two
+# float32 gradients differ by more than 1% of |g'| (elements whose gradient is at the rounding noise level) the
+# weights may differ by up to 2 lr; allowed at the paper size only for such elements (counted in the report).
+PAPER_TOL = {"forward": 1e-5, "grad": 2e-2, "forward_relative": True, "unresolved": 0.01}
+SMALL = [pytest.param(("unit", FIXTURES, STRICT), id="unit"),
+         pytest.param(("unit_ms", FIXTURES, STRICT), id="unit_ms")]
+PAPER = pytest.param(("unit", os.environ.get(PAPER_ENV), PAPER_TOL), id="paper64", marks=[
     pytest.mark.slow,
     pytest.mark.skipif(not os.environ.get(PAPER_ENV),
                        reason=f"set {PAPER_ENV} to a directory written by `python -m benchmarks.official."
@@ -76,9 +86,10 @@ def _pre_instance_norm_biases(model) -> set:
 
 @pytest.fixture(scope="module", params=CASES)
 def case(request):
-  name, directory = request.param
+  name, directory, tolerance = request.param
   files, config, io = _fixture(name, directory)
-  return {"name": name, "files": files, "config": config, "io": io, "model": _import(files, config)}
+  return {"name": name, "files": files, "config": config, "io": io, "model": _import(files, config),
+          "tolerance": tolerance}
 
 
 def _max_abs(a, b) -> float:
@@ -112,7 +123,9 @@ def test_forward_outputs_equal_the_official_networks(case):
   assert set(ours) == expected
   diffs = {k: _max_abs(v, io[k]) for k, v in ours.items()}
   print(f"{case['name']} forward max abs diff: {max(diffs.values()):.2e}", diffs)
-  assert max(diffs.values()) <= 1e-5, diffs
+  tol = case["tolerance"]
+  scale = {k: max(1.0, float(np.abs(io[k]).max())) if tol.get("forward_relative") else 1.0 for k in diffs}
+  assert max(diffs[k] / scale[k] for k in diffs) <= tol["forward"], diffs
 
 
 def _recording(optimizer, record: list):
@@ -161,14 +174,15 @@ def test_training_gradients_and_weights_equal_the_official_iteration(case, stepp
   Biases followed by an instance norm have a zero gradient up to rounding noise on both sides: their gradients
   must be ~0 (<= 1e-5 of the network's largest gradient norm) on both sides, and after the step (Adam's first
   step moves each weight by about lr * sign(g + wd * w)) they must agree where the weight decay term wd * w
-  dominates both sides' noise (10x; which checks the decay), and move by at most lr elsewhere.
+  dominates both sides' noise (10x; which checks the decay), and move by at most lr elsewhere. At the paper size
+  (PAPER_TOL) the same holds for every element whose gradient the two float32 runs resolve to 1%.
   """
   io, before = case["io"], case["model"]
   _, gen_grads, dis_grads, model = stepped
   cfg = model.config
   ref_grads, ref_after = _as_variables(model, io, "grad"), _as_variables(model, io, "after")
   zero_grad = _pre_instance_norm_biases(model)
-  worst, decided = {}, 0
+  worst, decided, flips = {}, 0, 0
   for n, (net, ours) in enumerate((("gen", gen_grads), ("dis", dis_grads))):
     variables = model.generator_variables if net == "gen" else model.discriminator_variables
     old = before.generator_variables if net == "gen" else before.discriminator_variables
@@ -178,20 +192,28 @@ def test_training_gradients_and_weights_equal_the_official_iteration(case, stepp
     grad_rel, after_abs = {}, {}
     for g, r, v, w0, a in zip(ours, refs, variables, old, afters):
       w0, w1 = w0.numpy(), v.numpy()
+      decayed = r + cfg.weight_decay * w0  # what the official Adam step received
       if id(v) in zero_grad:
         assert max(np.linalg.norm(g), np.linalg.norm(r)) <= 1e-5 * scale, (v.path, np.linalg.norm(g),
                                                                            np.linalg.norm(r), scale)
-        dominated = np.abs(cfg.weight_decay * w0) > 10 * np.maximum(np.abs(g), np.abs(r))
-        decided += int(dominated.sum())
-        after_abs[v.path] = _max_abs(w1[dominated], a[dominated]) if dominated.any() else 0.0
-        assert np.abs(w1 - w0).max() <= 1.001 * cfg.lr and np.abs(a - w0).max() <= 1.001 * cfg.lr, v.path
+        strict = np.abs(cfg.weight_decay * w0) > 10 * np.maximum(np.abs(g), np.abs(r))
+        decided += int(strict.sum())
       else:
         grad_rel[v.path] = float(np.linalg.norm(g - r) / np.linalg.norm(r))
-        after_abs[v.path] = _max_abs(w1, a)
+        strict = np.ones(g.shape, bool)
+      if "unresolved" in case["tolerance"]:
+        unresolved = np.abs(g - r) > case["tolerance"]["unresolved"] * np.abs(decayed)
+        flips += int((strict & unresolved).sum())
+        strict &= ~unresolved
+      diff = np.abs(w1 - a)
+      after_abs[v.path] = float(diff[strict].max(initial=0.0))
+      # Elsewhere Adam's first step moves by at most lr on both sides.
+      assert np.abs(w1 - w0).max() <= 1.001 * cfg.lr and np.abs(a - w0).max() <= 1.001 * cfg.lr, v.path
     worst[f"{net}_grad"], worst[f"{net}_after"] = max(grad_rel.values()), max(after_abs.values())
-    assert worst[f"{net}_grad"] <= 1e-3, sorted(grad_rel.items(), key=lambda kv: -kv[1])[:5]
+    assert worst[f"{net}_grad"] <= case["tolerance"]["grad"], sorted(grad_rel.items(), key=lambda kv: -kv[1])[:5]
     assert worst[f"{net}_after"] <= 1e-6, sorted(after_abs.items(), key=lambda kv: -kv[1])[:5]
-  print(f"{case['name']} worst: {worst}, decay-decided pre-IN bias elements: {decided}")
+  print(f"{case['name']} worst: {worst}, decay-decided pre-IN bias elements: {decided}, "
+        f"unresolved gradient elements: {flips}")
   assert decided > 0
 
 
