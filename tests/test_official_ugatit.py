@@ -41,11 +41,20 @@ def _fixture(directory: str, name: str):
   return files, io
 
 
+_BUILT = {}
+
+
 def _imported(files, io):
-  """(config, model) built from the checkpoint's shapes and filled by load_official."""
+  """(config, model) built from the checkpoint's shapes and filled by load_official.
+
+  Models are built once per configuration and refilled by every call (load_official sets every variable,
+  u and v included), which keeps the tests fast.
+  """
   tensors = official.official_tensors(files)
   config = official.config_from_official(None, tensors, image_size=io["fwd/x_a"].shape[1])
-  model = FAMILY.build_model(config)
+  if config not in _BUILT:
+    _BUILT[config] = FAMILY.build_model(config)
+  model = _BUILT[config]
   official.load_official(model, tensors, source="fixture")
   return config, model
 
@@ -103,7 +112,7 @@ def _check_train_step(config, model, io) -> dict:
   variables = official.official_variables(model)
   trainable = [(v, k, c) for v, k, c in variables if v.trainable]
   gen_ids = {id(v) for v in model.generator_variables}
-  captured = {}
+  captured = {}  # variable path -> its gradient, recorded as the optimizer applies it
   for opt, kind, owned in ((gen_opt, "gen", model.generator_variables),
                            (dis_opt, "dis", model.discriminator_variables)):
     opt.build(owned)
@@ -111,7 +120,7 @@ def _check_train_step(config, model, io) -> dict:
     original = opt.apply
 
     def apply(grads, variables_, original=original):
-      captured.update({id(v): g.numpy() for g, v in zip(grads, variables_)})
+      captured.update({v.path: g for g, v in zip(grads, variables_)})
       return original(grads, variables_)
 
     opt.apply = apply
@@ -123,17 +132,19 @@ def _check_train_step(config, model, io) -> dict:
   for opt, kind in ((gen_opt, "gen"), (dis_opt, "dis")):  # the official loop's decayed lr (iteration 3: lr / 2)
     np.testing.assert_allclose(float(opt.learning_rate), io[f"lr/{kind}"], rtol=1e-6)
   x_a, x_b = tf.constant(io["train/x_a"]), tf.constant(io["train/x_b"])
+  # Eager (a tf.function is slower to trace than this one step takes, and its fused kernels round differently).
   losses = FAMILY.train_step(model, gen_opt, dis_opt, x_a, x_b, global_batch_size=x_a.shape[0])
+  grads = captured
   worst = {"loss_rel": 0.0, "grad_rel_l2": 0.0, "weight_abs": 0.0}
   for ours, terms in LOSS_TERMS.items():
     want = float(sum(np.float64(io[f"loss/{t}"]) for t in terms))
     rel = abs(float(losses[ours]) - want) / abs(want)
     assert rel <= LOSS_RTOL, (ours, float(losses[ours]), want)
     worst["loss_rel"] = max(worst["loss_rel"], rel)
-  assert len(captured) == len(trainable)
+  assert len(grads) == len(trainable)
   for variable, key, convert in trainable:
     want = convert(io[f"grad/{key}"]).astype(np.float64)
-    got = np.asarray(captured[id(variable)], np.float64)
+    got = np.asarray(grads[variable.path], np.float64)
     rel = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12)
     assert rel <= GRAD_REL_L2, (key, rel)
     worst["grad_rel_l2"] = max(worst["grad_rel_l2"], float(rel))
@@ -206,7 +217,9 @@ def _tensors(name="ugatit_light"):
 
 def _load_into_fresh(tensors, image_size=32):
   config = official.config_from_official(None, tensors, image_size=image_size)
-  official.load_official(FAMILY.build_model(config), tensors, source="fixture")
+  if config not in _BUILT:
+    _BUILT[config] = FAMILY.build_model(config)
+  official.load_official(_BUILT[config], tensors, source="fixture")
 
 
 def test_wrong_shape_names_the_key_and_both_shapes():
