@@ -21,6 +21,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from tensorflow_serving.config import model_server_config_pb2
 
 DEFAULT_GRPC_PORT = 8500
+# One 4096x4096 image, or 256 images of 256x256, per input of a request (serving.servable.Servable.check_pixels).
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 WARMUP_RELATIVE_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
@@ -97,6 +99,8 @@ class ServerConfig:
   enable_model_warmup: replay assets.extra/tf_serving_warmup_requests before a version becomes available.
   tensorflow_intra_op_parallelism / tensorflow_inter_op_parallelism: TF thread pools (0 = TF's choice); they
     can only be set before TensorFlow has run anything in the process.
+  max_image_pixels: the most pixels one input of a request may hold (N * H * W of an [N, H, W, C] input, or
+    what the headers of encoded images declare); more is INVALID_ARGUMENT naming the cap. 0 = no cap.
   """
 
   models: tuple = ()
@@ -113,12 +117,15 @@ class ServerConfig:
   drain_timeout_seconds: float = 30.0
   tensorflow_intra_op_parallelism: int = 0
   tensorflow_inter_op_parallelism: int = 0
+  max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
   def __post_init__(self):
     if not self.models and not self.model_config_file:
       raise ValueError("nothing to serve: pass --model_name and --model_base_path, or --model_config_file")
     if self.rest_api_port and self.rest_api_port == self.port:
       raise ValueError(f"--rest_api_port ({self.rest_api_port}) must differ from --port ({self.port})")
+    if self.max_image_pixels < 0:
+      raise ValueError(f"--max_image_pixels must be >= 0 (0 = no cap), got {self.max_image_pixels}")
 
 
 def model_configs_from_proto(proto: model_server_config_pb2.ModelServerConfig) -> tuple:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 # tensorflow::error::Code numbers (identical to gRPC's) -> grpc.StatusCode.
@@ -27,6 +29,21 @@ def status_code_from_number(number: int) -> grpc.StatusCode:
   return _CODE_BY_NUMBER.get(int(number), grpc.StatusCode.UNKNOWN)
 
 
+# What TF's Python eager runtime wraps around a kernel's status message (TF Serving runs the graph from C++
+# and has none of it): a "Graph execution error" header with the node and its (unavailable) Python stack, and
+# an "[Op:__inference_signature_wrapper_<n>]" suffix whose number changes with every tracing.
+_EAGER_HEADER = re.compile(r"^Graph execution error:\n\nDetected at node \S+ defined at \(most recent call last\):\n"
+                           r"<stack traces unavailable>\n")
+_EAGER_SUFFIX = re.compile(r" \[Op:[^\]]*\]( name: \S*)?$")
+
+
+def runtime_message(message: str) -> str:
+  """A TF runtime error message without the Python eager wrapper: the kernel's message and its node, e.g.
+  "Unknown image file format. ...\n\t [[{{node map/while/decode_image/DecodeImage}}]]".
+  """
+  return _EAGER_SUFFIX.sub("", _EAGER_HEADER.sub("", message, count=1))
+
+
 def from_exception(error: BaseException) -> ServingError:
   """Converts an exception raised while loading or running a model into a ServingError.
 
@@ -39,7 +56,7 @@ def from_exception(error: BaseException) -> ServingError:
   error_code = getattr(error, "error_code", None)
   message = getattr(error, "message", None) or str(error)
   if isinstance(error_code, int):
-    return ServingError(status_code_from_number(error_code), message)
+    return ServingError(status_code_from_number(error_code), runtime_message(message))
   if isinstance(error, (FileNotFoundError, NotADirectoryError)):
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
   if isinstance(error, (TypeError, ValueError)):

@@ -5,6 +5,8 @@ Mirrors TF Serving's ServerCore + AspiredVersionsManager for the file-system sou
   * the version policy picks the aspired versions (latest n, all, or specific);
   * aspired versions are loaded (and warmed up) before they become visible; versions no longer aspired are
     unloaded only after that, so a request never finds no version while a new one rolls in;
+  * a base path that disappears changes nothing (the poll fails, as in TF Serving); one that holds no version
+    any more unloads every version (TF Serving's default: servable_versions_always_present is false);
   * a version that fails to load is reported in status (state END, its error) and is retried only when its
     directory changes; the versions already available keep serving;
   * version labels map to available versions.
@@ -154,6 +156,14 @@ class ModelManager:
 
   def _reconcile(self, state: _ModelState) -> None:
     config = state.config
+    if not os.path.isdir(config.base_path):
+      # As TF Serving's file-system source: a missing (or transiently unavailable) base path fails the poll,
+      # so nothing changes: the loaded versions keep serving from memory until the folder is back.
+      if state.servables and not state.warned_empty:
+        logging.warning("Could not find base path %s for servable %s; keeping the loaded versions",
+                        config.base_path, config.name)
+      state.warned_empty = True
+      return
     on_disk = list_versions(config.base_path)
     aspired = aspired_versions(config.version_policy, on_disk)
     if not on_disk and not state.warned_empty:
@@ -170,8 +180,10 @@ class ModelManager:
     with self._lock:
       aspired_available = [v for v in state.servables if v in aspired]
     for version in list(state.servables):
-      # Keep an unaspired version while no aspired one is available (e.g. the new version failed to load).
-      if version not in aspired and aspired_available:
+      # Keep an unaspired version while an aspired one is not available (e.g. the new version failed to
+      # load); with nothing aspired at all (the base path holds no version any more) unload it, as TF
+      # Serving's availability-preserving policy does.
+      if version not in aspired and (aspired_available or not aspired):
         self._unload(state, version)
 
   def _load(self, state: _ModelState, version: int, path: str, fingerprint: tuple) -> None:

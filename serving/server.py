@@ -36,6 +36,9 @@ flags.DEFINE_integer("num_request_iterations_for_warmup", 1, "Times each warmup 
 flags.DEFINE_integer("grpc_max_threads", 64, "Max gRPC server threads.")
 flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "Threads for one op (0 = auto).")
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "Ops run concurrently (0 = auto).")
+flags.DEFINE_integer("max_image_pixels", 4096 * 4096, "Most pixels one input of a request may hold (N * H * W "
+                     "of [N, H, W, C], or what encoded images' headers declare); more is INVALID_ARGUMENT. 0 = no "
+                     "cap. Not a tensorflow_model_server flag.")
 flags.DEFINE_float("drain_timeout_seconds", 30, "On SIGTERM, how long in-flight requests may take to finish.")
 
 
@@ -65,7 +68,8 @@ def main(argv):
         num_request_iterations_for_warmup=FLAGS.num_request_iterations_for_warmup,
         grpc_max_threads=FLAGS.grpc_max_threads, drain_timeout_seconds=FLAGS.drain_timeout_seconds,
         tensorflow_intra_op_parallelism=FLAGS.tensorflow_intra_op_parallelism,
-        tensorflow_inter_op_parallelism=FLAGS.tensorflow_inter_op_parallelism)
+        tensorflow_inter_op_parallelism=FLAGS.tensorflow_inter_op_parallelism,
+        max_image_pixels=FLAGS.max_image_pixels)
     server = server_lib.ModelServer(config).start()
   except (ValueError, OSError) as e:
     print(f"serving.server: {e}", file=sys.stderr)

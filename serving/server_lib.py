@@ -46,8 +46,16 @@ def _handle(context, fn):
 def predict(manager: ModelManager, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
   """One Predict call: resolve the version, check and run the signature, fill the response as TF Serving."""
   servable = manager.resolve(request.model_spec)
-  signature_name, _ = servable.signature(request.model_spec.signature_name)
-  inputs = {alias: Servable.parse_input(alias, proto) for alias, proto in request.inputs.items()}
+  signature_name, signature = servable.signature(request.model_spec.signature_name)
+  # TF Serving's order: input names, then each input parsed; the pixel cap runs on the declared shape first,
+  # so an oversized (or few-values-fill-a-huge-shape) request is refused before anything is allocated.
+  Servable.check_input_names(signature, request.inputs.keys())
+  inputs = {}
+  for alias in sorted(signature.inputs.keys()):
+    proto = request.inputs[alias]
+    if not proto.tensor_shape.unknown_rank:
+      servable.check_pixels(alias, [d.size for d in proto.tensor_shape.dim])
+    inputs[alias] = Servable.parse_input(alias, proto, servable.max_fill_bytes)
   outputs = servable.predict(signature_name, inputs, tuple(request.output_filter))
   response = predict_pb2.PredictResponse()
   response.model_spec.name = request.model_spec.name
@@ -178,7 +186,8 @@ class ModelServer:
     self.config = config
     batching = config.batching
     self.manager = ModelManager(
-        load_servable=lambda name, version, path: Servable(name, version, path, batching_config=batching),
+        load_servable=lambda name, version, path: Servable(name, version, path, batching_config=batching,
+                                                           max_image_pixels=config.max_image_pixels),
         warmup_iterations=config.num_request_iterations_for_warmup if config.enable_model_warmup else 0)
     self.port = None
     self.rest_port = None

@@ -26,7 +26,7 @@ _DTYPES = {
     types_pb2.DT_HALF: (np.float16, "half_val", "half"),
     types_pb2.DT_STRING: (np.object_, "string_val", "string"),
 }
-_MAX_FILL_BYTES = 1 << 31  # a few values may not be expanded past this (a malformed request must not OOM us)
+MAX_FILL_BYTES = 1 << 31  # a few values may not be expanded past this (a malformed request must not OOM us)
 _BY_NUMPY = {np.dtype(v[0]): k for k, v in _DTYPES.items() if v[0] is not np.object_}
 
 
@@ -84,10 +84,11 @@ def to_tensor_proto(value) -> tensor_pb2.TensorProto:
   return proto
 
 
-def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def from_tensor_proto(proto: tensor_pb2.TensorProto, max_fill_bytes: int = MAX_FILL_BYTES) -> np.ndarray:
   """Decodes a TensorProto into a numpy array of its shape (DT_STRING -> object array of bytes).
 
-  Raises TensorParseError where tensorflow::Tensor::FromProto would fail.
+  Raises TensorParseError where tensorflow::Tensor::FromProto would fail, and when a few values (or none)
+  would be expanded to more than `max_fill_bytes` (a small message must not allocate gigabytes).
   """
   entry = _DTYPES.get(proto.dtype)
   if entry is None:
@@ -116,9 +117,9 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
     flat = np.asarray(values, dtype=np_dtype)
   if flat.size == count:
     return flat.reshape(shape)
-  if count * max(np.dtype(np_dtype).itemsize, 8) > _MAX_FILL_BYTES:
+  if count * max(np.dtype(np_dtype).itemsize, 8) > max_fill_bytes:
     raise TensorParseError(f"shape {list(shape)} with {flat.size} values would expand to more than "
-                           f"{_MAX_FILL_BYTES >> 30} GiB")
+                           f"{max_fill_bytes} bytes")
   if flat.size == 0 and proto.dtype != types_pb2.DT_STRING:
     return np.zeros(shape, dtype=np_dtype)
   if flat.size == 1 or (flat.size == 0 and proto.dtype == types_pb2.DT_STRING):

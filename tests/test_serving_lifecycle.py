@@ -113,8 +113,10 @@ def test_a_corrupt_version_is_reported_and_the_loaded_one_keeps_serving(tmp_path
     _publish(str(broken), base, 2)
     assert _wait_for(lambda: any(s["version"] == 2 and s["state"] == "END" for s in client.model_status()))
     status = {s["version"]: s for s in client.model_status()}
-    assert status[2]["error_code"] != 0 and status[2]["error_message"]
-    assert status[1]["state"] == "AVAILABLE"
+    pb_path = os.path.join(base, "2", "saved_model.pb")
+    assert status[2] == {"version": 2, "state": "END", "error_code": grpc.StatusCode.DATA_LOSS.value[0],
+                         "error_message": f"Can't parse {pb_path} as binary proto"}
+    assert status[1] == {"version": 1, "state": "AVAILABLE", "error_code": 0, "error_message": ""}
     out = client.predict("a2b", {"images": np.zeros([1, 4, 4, 3], np.uint8)}, ["version"])
     assert int(out["version"][0]) == 1
     # A repaired directory is retried (its files changed) and takes over.
@@ -201,8 +203,10 @@ def test_batching_concatenates_concurrent_requests_into_one_call(tmp_path, versi
     assert max(batch_sizes) > 1, batch_sizes
     # A request that rode in a batch of s rows is 1/s of one model call: the sum counts the calls.
     assert calls < 8 and calls == round(sum(1 / s for s in batch_sizes)), (calls, batch_sizes)
-    with pytest.raises(client_lib.TranslationError, match="Task size 9 is larger than maximum input batch size 8"):
+    with pytest.raises(client_lib.TranslationError) as info:
       client.predict("a2b", {"images": np.zeros([9, 4, 4, 3], np.uint8)})
+    assert (info.value.code, str(info.value)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT: Task size 9 is larger than maximum input batch size 8")
     client.close()
   finally:
     server.stop()
@@ -227,7 +231,7 @@ def test_batch_scheduler_pads_to_allowed_sizes_and_refuses_when_full():
       with pytest.raises(ServingError) as info:
         scheduler.submit("f", {"x": np.arange(4)}, ("y",))
       assert info.value.code == grpc.StatusCode.UNAVAILABLE
-      assert "queue to which this task was submitted is full" in info.value.message
+      assert info.value.message == "The batch scheduling queue to which this task was submitted is full"
       release.set()
       np.testing.assert_array_equal(first.result()["y"], [0, 2, 4])
       np.testing.assert_array_equal(second.result()["y"], [0, 2, 4, 6])
