@@ -247,7 +247,8 @@ def resolve_baseline(path: str | None) -> tuple[str | None, str]:
 
 
 def bless(values: dict, config: EvaluateConfig, baseline_values: dict | None, baseline_note: str) -> tuple:
-  """(blessed, reason): thresholds on the averages, then no-worse-than-baseline on `baseline_metric`."""
+  """(blessed, reason): thresholds on the averages, every metric finite, then no-worse-than-baseline on
+  `baseline_metric`."""
   failures, passed = [], []
   for name, limit, worse in (("kid", config.max_kid, np.greater), ("fid", config.max_fid, np.greater),
                              ("cycle_l1", config.max_cycle_l1, np.greater),
@@ -257,6 +258,11 @@ def bless(values: dict, config: EvaluateConfig, baseline_values: dict | None, ba
     bound = "max" if worse is np.greater else "min"
     text = f"{name} {values[name]:.6g} vs {bound} {limit:.6g}"
     (failures if worse(values[name], limit) or not np.isfinite(values[name]) else passed).append(text)
+  # A metric that is NaN or infinite says the model (or its measurement) is broken: never bless it, whatever
+  # the thresholds and the baseline say (NaN compares False with everything, so it would pass them).
+  not_finite = sorted(name for name, value in values.items() if not np.isfinite(value))
+  if not_finite:
+    failures.append("not finite: " + ", ".join(f"{name} {values[name]}" for name in not_finite))
   if baseline_values is not None:
     name, margin = config.baseline_metric, config.baseline_margin
     candidate, base = values[name], baseline_values[name]

@@ -100,6 +100,21 @@ def test_bless_golden_cases():
   assert not blessed and reason == "kid 0.2 vs max 0.1"
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_bless_never_blesses_a_metric_that_is_not_finite(bad):
+  values = {"kid": 0.05, "kid_a2b": 0.05, "fid": 11.0, "cycle_l1": 0.2, "cycle_psnr": 20.0}
+  no_rules = evaluate_lib.EvaluateConfig("m", "d", "o")
+  assert evaluate_lib.bless(values, no_rules, None, "no baseline given") == (True, "no baseline given")
+  # NaN passes every comparison (NaN > x is False): a threshold, a baseline and no rule at all must all refuse.
+  for config, baseline in ((no_rules, None), (evaluate_lib.EvaluateConfig("m", "d", "o", max_fid=50.0), None),
+                           (evaluate_lib.EvaluateConfig("m", "d", "o", baseline_metric="kid"), {"kid": 0.5})):
+    for name in ("kid", "kid_a2b", "cycle_psnr"):
+      blessed, reason = evaluate_lib.bless({**values, name: bad}, config, baseline, "baseline B")
+      assert not blessed and f"not finite: {name} {bad}" in reason.split("; "), (name, reason)
+  blessed, reason = evaluate_lib.bless({**values, "kid": bad, "fid": bad}, no_rules, None, "no baseline given")
+  assert (blessed, reason) == (False, f"not finite: fid {bad}, kid {bad}")
+
+
 def test_heatmap_colormap_golden():
   rgb = evaluate_lib.heatmap_to_rgb(np.array([[[0.0, 1.0, 0.6]]]))
   np.testing.assert_array_equal(rgb[0, 0], [[0, 0, 128], [128, 0, 0], [255, 255, 0]])
