@@ -43,6 +43,9 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "official")
 PAPER_ENV = "I2I_MUNIT_PAPER_FIXTURES"
 FORWARD_ATOL, FORWARD_RTOL = 1e-5, 1e-4
 LOSS_RTOL, GRAD_RTOL, WEIGHT_ATOL = 1e-4, 1e-3, 1e-6
+# The small fixture's gradients agree to ~1e-5; it is held to 1e-4 because its young discriminator's fake-image
+# term is only ~1e-3 of the D gradient (D(fake) ~ 1e-3), so a D update fed the wrong styles shows at ~1e-3.
+SMALL_GRAD_RTOL = 1e-4
 ZERO_GRADIENT_NOISE = 1e-5  # of the optimizer's global gradient norm
 DRAWS = ("dis_s_a", "dis_s_b", "gen_s_a", "gen_s_b")
 
@@ -109,10 +112,16 @@ def forward_differences(model, io) -> dict[str, float]:
   return {k: _max_abs(outputs[k], io[k]) for k in recorded}
 
 
-def assert_forward_equal(model, io):
+def assert_forward_equal(model, io, scale_aware: bool = False):
+  """Every output within FORWARD_ATOL (x its magnitude when > 1 and `scale_aware`) and FORWARD_RTOL x magnitude.
+
+  `scale_aware` is for the paper size: its content codes reach ~10 after 4 residual blocks, where float32
+  itself is that coarse (torch's own float32 content code is 1.0e-5 from its float64 one there).
+  """
   diffs = forward_differences(model, io)
+  scales = {k: float(np.max(np.abs(io[k]))) for k in diffs}
   bad = {k: d for k, d in diffs.items()
-         if d > FORWARD_ATOL or d > FORWARD_RTOL * float(np.max(np.abs(io[k])))}
+         if d > FORWARD_ATOL * (max(1.0, scales[k]) if scale_aware else 1.0) or d > FORWARD_RTOL * scales[k]}
   assert not bad, f"outputs differing from the official ones (max abs): {bad}"
   return diffs
 
@@ -323,14 +332,14 @@ def training_differences(fixture: Fixture) -> dict:
   return out
 
 
-def assert_training_equal(fixture: Fixture) -> dict:
+def assert_training_equal(fixture: Fixture, grad_rtol: float = GRAD_RTOL) -> dict:
   diffs = training_differences(fixture)
 
   def bad(kind, limit):
     return {k: v for k, v in diffs[kind].items() if not v <= limit}
 
   assert not bad("loss", LOSS_RTOL), f"loss terms (relative difference): {bad('loss', LOSS_RTOL)}"
-  assert not bad("grad", GRAD_RTOL), f"gradients (relative L2): {bad('grad', GRAD_RTOL)}"
+  assert not bad("grad", grad_rtol), f"gradients (relative L2): {bad('grad', grad_rtol)}"
   assert not bad("weight", WEIGHT_ATOL), f"weights after the step (max abs): {bad('weight', WEIGHT_ATOL)}"
   assert not bad("zero_grad", ZERO_GRADIENT_NOISE), f"zero-gradient biases: {bad('zero_grad', ZERO_GRADIENT_NOISE)}"
   assert not bad("zero_weight", 2.0), f"zero-gradient biases moved > 2 lr: {bad('zero_weight', 2.0)}"
@@ -338,7 +347,7 @@ def assert_training_equal(fixture: Fixture) -> dict:
 
 
 def test_training_iteration_equals_official(small):
-  diffs = assert_training_equal(small)
+  diffs = assert_training_equal(small, grad_rtol=SMALL_GRAD_RTOL)
   assert len(diffs["loss"]) == 14  # dis_a, dis_b, dis_total, 2 x (adv, x, s, c, cyc), gen_total
   assert len(diffs["zero_grad"]) == 2 * (3 + 2 + 2)  # per generator: conv_in, 2 downs, 1 res block, 1 AdaIN block
 
@@ -362,7 +371,7 @@ def test_optimizer_step_equals_official_with_official_gradients(small):
 
 @pytest.mark.slow
 def test_paper_size_equals_official(paper):
-  forward = assert_forward_equal(paper.model(), paper.io)
+  forward = assert_forward_equal(paper.model(), paper.io, scale_aware=True)
   training = assert_training_equal(paper)
   print(f"\npaper-size MUNIT vs official: forward max abs {max(forward.values()):.3g}; "
         f"loss max rel {max(training['loss'].values()):.3g}; grad max rel L2 {max(training['grad'].values()):.3g}; "

@@ -190,11 +190,15 @@ def _numpy(obj):
 
 
 def _nhwc(t) -> np.ndarray:
-  """torch NCHW (or [B, C, 1, 1] codes, or [B, n]) -> NHWC / [B, C] / [B, n] float32 numpy."""
+  """torch NCHW images / maps (or [B, n]) -> NHWC (or [B, n]) float32 numpy."""
   a = t.detach().cpu().float().numpy()
-  if a.ndim == 4 and a.shape[2:] == (1, 1):
-    return a[:, :, 0, 0]
   return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def _code(t) -> np.ndarray:
+  """A style code [B, C, 1, 1] (or [B, C]) -> [B, C] float32 numpy."""
+  a = t.detach().cpu().float().numpy()
+  return a.reshape(a.shape[0], -1)
 
 
 def _images(rng, batch: int, size: int) -> np.ndarray:
@@ -255,7 +259,7 @@ def _forward(torch, trainer, x_a, x_b, style_prior) -> dict:
       gen, dis = getattr(trainer, f"gen_{d}"), getattr(trainer, f"dis_{d}")
       content, style = codes[d]
       translated = gen.decode(codes[other][0], style_prior)  # x_ba for d = a, x_ab for d = b
-      out.update({f"fwd/{d}/content": _nhwc(content), f"fwd/{d}/style": _nhwc(style),
+      out.update({f"fwd/{d}/content": _nhwc(content), f"fwd/{d}/style": _code(style),
                   f"fwd/{d}/adain_params": _nhwc(gen.mlp(style)),
                   f"fwd/{d}/adain_params_prior": _nhwc(gen.mlp(style_prior)),
                   f"fwd/{d}/recon": _nhwc(gen.decode(content, style)), f"fwd/{d}/translated": _nhwc(translated)})
@@ -288,7 +292,7 @@ def _run_test_script(torch, src_dir, config_path, checkpoint, image_uint8, work,
     raise RuntimeError(f"test.py saved {saved['path']}, expected output000.jpg")
   style = draws[-1]  # test.py: style_rand = torch.randn(num_style, style_dim, 1, 1), drawn last
   return {"serve_input": image_uint8[None], "serve_direction": np.array(["a2b"]),
-          "serve_style": _nhwc(style).astype(np.float32), "serve_seed": np.array(SERVE_SEED),
+          "serve_style": _code(style), "serve_seed": np.array(SERVE_SEED),
           # test.py's save_image(normalize=True) stretches each output to the full [0, 255] range (min-max)
           "serve_output": saved["pixels"][None],
           # the same image without that stretch (save_image(normalize=False)): clamp((x + 1) / 2 * 255 + 0.5)
@@ -347,7 +351,7 @@ def make(src_dir: str, out_dir: str, paper: bool = False) -> dict:
     # 3. Forward outputs for fixed inputs.
     x_a, x_b = (torch.from_numpy(_images(rng, batch, size)) for _ in range(2))
     style_prior = torch.from_numpy(rng.standard_normal((batch, style_dim, 1, 1)).astype(np.float32))
-    io.update({"x_a": _nhwc(x_a), "x_b": _nhwc(x_b), "style_prior": _nhwc(style_prior)})
+    io.update({"x_a": _nhwc(x_a), "x_b": _nhwc(x_b), "style_prior": _code(style_prior)})
     io.update(_forward(torch, trainer, x_a, x_b, style_prior))
 
     # 4. One more full official iteration, random draws recorded.
@@ -361,7 +365,7 @@ def make(src_dir: str, out_dir: str, paper: bool = False) -> dict:
       raise RuntimeError(f"expected 4 prior style draws of [{batch}, {style_dim}, 1, 1], got "
                          f"{[tuple(d.shape) for d in draws]}")
     io.update({"train_x_a": _nhwc(x_a), "train_x_b": _nhwc(x_b)})
-    io.update({f"draw/{name}": _nhwc(d) for name, d in zip(("dis_s_a", "dis_s_b", "gen_s_a", "gen_s_b"), draws)})
+    io.update({f"draw/{name}": _code(d) for name, d in zip(("dis_s_a", "dis_s_b", "gen_s_a", "gen_s_b"), draws)})
     losses = [a for a in dir(trainer) if a.startswith("loss_")]
     io.update({f"loss/{a[len('loss_'):]}": np.array(float(getattr(trainer, a)), np.float64) for a in losses})
     io.update({k: np.asarray(v) for k, v in record.items()})

@@ -139,7 +139,7 @@ def config_from_official(official_config: Mapping | None, tensors: Mapping[str, 
     if height != width:
       raise OfficialImportError(f"the official crop is {height}x{width}, not square; pass an image size.")
     image_size = height
-  gen, dis = official_config["gen"], official_config["dis"]
+  gen, dis = official_config.get("gen") or {}, official_config.get("dis") or {}
   values = {"dim": gen.get("dim"), "style_dim": gen.get("style_dim"), "mlp_dim": gen.get("mlp_dim"),
             "n_downsample": gen.get("n_downsample"), "n_res": gen.get("n_res"), "dis_dim": dis.get("dim"),
             "dis_n_layer": dis.get("n_layer"), "dis_num_scales": dis.get("num_scales")}
