@@ -36,9 +36,10 @@ def test_munit_paper_step_size_scales_with_steps():
   assert record["requested"] == {"max_iter": 1_000_000, "step_size": 100_000}
   assert record["effective"] == {"max_iter": 3000, "step_size": 300}
   assert record["scale"] == pytest.approx(0.003) and record["preset_max_iter"] == 1_000_000
-  assert _lr(config, 299) == pytest.approx(1e-4)
-  assert _lr(config, 300) == pytest.approx(0.5e-4)
-  assert _lr(config, 2999) == pytest.approx(1e-4 * 0.5 ** 9)
+  # Iteration t trains at lr * gamma ** floor((t + 1) / step_size): MUNIT's train.py steps StepLR before each update.
+  assert _lr(config, 298) == pytest.approx(1e-4)
+  assert _lr(config, 299) == pytest.approx(0.5e-4)
+  assert _lr(config, 2999) == pytest.approx(1e-4 * 0.5 ** 10)
 
 
 def test_munit_tiny_halves_once_at_half_of_any_run_length():
@@ -46,8 +47,8 @@ def test_munit_tiny_halves_once_at_half_of_any_run_length():
   assert tiny.step_size * 2 == tiny.max_iter  # the preset's own schedule fits its own length
   config, _ = _effective("munit", "tiny", 3000)
   assert config.step_size == 1500  # 500 * 3000 / 1000
-  assert _lr(config, 1499) == pytest.approx(1e-4) and _lr(config, 1500) == pytest.approx(0.5e-4)
-  assert _lr(config, 2999) == pytest.approx(0.5e-4)
+  assert _lr(config, 1498) == pytest.approx(1e-4) and _lr(config, 1499) == pytest.approx(0.5e-4)
+  assert _lr(config, 2999) == pytest.approx(0.25e-4)
 
 
 def test_explicit_step_size_is_kept_and_steps_default_to_max_iter():
