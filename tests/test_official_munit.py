@@ -18,7 +18,7 @@ to ~lr. For those variables the tests check that both gradients are zero up to n
 the step differ by less than 2 lr; `test_optimizer_step_equals_official_with_official_gradients` then checks our
 optimizer on every variable, those included, from the official gradients.
 
-Set I2I_MUNIT_PAPER_FIXTURES to a directory written by `make_fixtures --families=munit --paper` to run the
+Set I2I_PAPER_FIXTURES to a directory written by `make_fixtures --families=munit --paper` to run the
 same forward and training checks at the paper architecture (64 px); the training one is an expected failure for
 now (see its reason).
 """
@@ -41,7 +41,7 @@ from models.munit.train import PriorStyles, train_step_with_styles
 from models.official import OfficialImportError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "official")
-PAPER_ENV = "I2I_MUNIT_PAPER_FIXTURES"
+PAPER_ENV = "I2I_PAPER_FIXTURES"
 FORWARD_ATOL, FORWARD_RTOL = 1e-5, 1e-4
 LOSS_RTOL, GRAD_RTOL, WEIGHT_ATOL = 1e-4, 1e-3, 1e-6
 # The small fixture's gradients agree to ~1e-5; it is held to 1e-4 because its young discriminator's fake-image

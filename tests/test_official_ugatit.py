@@ -5,7 +5,7 @@ official code (benchmarks/official/ref_ugatit.py: its UGATIT class trained 2 ite
 outputs of that checkpoint; its 3rd iteration's loss terms, gradients, Adam state and weights after the step).
 Small configuration: ch 4, n_res 2, 32 px, discriminators with 5 (global) and 4 (local) layers, batch 2.
 Regenerate: I2I_OFFICIAL_REPOS=DIR python -m benchmarks.official.make_fixtures --families=ugatit (torch).
-The paper-size check runs when I2I_UGATIT_PAPER_FIXTURES names a directory written with --paper --out=DIR.
+The paper-size check runs when I2I_PAPER_FIXTURES names a directory written with --paper --out=DIR.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from models.ugatit import official
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "official")
 VARIANTS = ("ugatit_light", "ugatit_full")
-PAPER_ENV = "I2I_UGATIT_PAPER_FIXTURES"
+PAPER_ENV = "I2I_PAPER_FIXTURES"
 FORWARD_ATOL = 1e-5
 LOSS_RTOL = 1e-4
 GRAD_REL_L2 = 1e-3
