@@ -23,6 +23,7 @@ from PIL import Image
 
 from components import ingest_lib
 from components.errors import StageError
+from tests.ingest_corpora import tree_bytes
 
 LOAD = 48
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,17 +106,6 @@ def _make_messy(root: str) -> dict:
 def _fix_ihdr_crc(png: bytearray) -> bytearray:
   png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
   return png
-
-
-def _tree_bytes(root: str) -> dict:
-  """{relative path: bytes} of every file under root."""
-  out = {}
-  for dirpath, _, names in os.walk(root):
-    for name in names:
-      path = os.path.join(dirpath, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, root)] = f.read()
-  return out
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +230,7 @@ def test_cli_multiprocessing_two_workers_is_byte_identical(messy, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "rejected by reason" in proc.stdout and "images/s" in proc.stdout
   assert proc.stderr.count("INFO:__main__:Python sdk harness starting.") == 2  # two worker processes ran
-  first, second = _tree_bytes(config.output_dir), _tree_bytes(out)
+  first, second = tree_bytes(config.output_dir), tree_bytes(out)
   assert sorted(first) == sorted(second)
   for name in first:
     assert first[name] == second[name], f"{name} differs between runs"
@@ -258,7 +248,7 @@ def test_two_worker_threads_are_the_default_for_workers_and_byte_identical(messy
   _, _, config, _ = messy
   out = str(tmp_path / "out")
   ingest_lib.run(dataclasses.replace(config, output_dir=out, beam_args=("--direct_num_workers=2",)))
-  first, second = _tree_bytes(config.output_dir), _tree_bytes(out)
+  first, second = tree_bytes(config.output_dir), tree_bytes(out)
   assert sorted(first) == sorted(second)
   for name in first:
     assert first[name] == second[name], f"{name} differs between runs"

@@ -28,6 +28,7 @@ from serving import config as config_lib
 from serving import process, tensors
 from serving.server_lib import ModelServer
 from tests.test_serving_models import A2B_FIXED_4X4, ToyTranslator, build_toy_versions, png_bytes, save_toy
+from tests.test_serving_lifecycle import _wait_for
 
 CAP = 4096  # pixels per input: 64x64 passes, 65x64 does not
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -262,15 +263,6 @@ def _status(server):
             for s in response.model_version_status}
   finally:
     channel.close()
-
-
-def _wait_for(predicate, timeout=60.0):
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if predicate():
-      return True
-    time.sleep(0.05)
-  return False
 
 
 def test_a_model_folder_that_disappears_while_serving(tmp_path):
