@@ -112,5 +112,5 @@ PRESETS = {
     # Chosen by measurement for ~5 min on 2 CPU cores at 32 px (BUILD.md, "Quality benchmark"): the paper's nets
     # and losses, narrower and shallower; lr halved once at the middle of the run (step_size = max_iter / 2).
     "budget": MUNITConfig(dim=16, style_dim=8, mlp_dim=64, n_res=2, dis_dim=16, dis_n_layer=3, dis_num_scales=2,
-                          lr=2e-4, step_size=750, max_iter=1500, batch_size=8, image_size=32),
+                          lr=2e-4, step_size=400, max_iter=800, batch_size=8, image_size=32),
 }

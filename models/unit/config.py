@@ -93,5 +93,5 @@ PRESETS = {
     # Chosen by measurement for ~5 min on 2 CPU cores at 32 px (BUILD.md, "Quality benchmark"): the paper's nets
     # and losses, narrower and shallower, Adam lr 5e-4 (at 1e-4 the discriminators win within this budget).
     "budget": UNITConfig(ch=16, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=16, dis_n_layer=4, lr=5e-4,
-                         max_iter=1500, batch_size=8, image_size=32),
+                         max_iter=1000, batch_size=8, image_size=32),
 }
