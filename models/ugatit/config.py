@@ -105,7 +105,7 @@ PRESETS = {
     # lr constant to 500, then linearly to 0 (components.train scales it with --steps).
     "tiny": UGATITConfig(ch=8, n_res=2, light=True, image_size=32, global_dis_layers=5, local_dis_layers=4,
                          max_iter=1000),
-    # Chosen by measurement for ~5 min on 2 CPU cores at 32 px (BUILD.md, "Quality benchmark"): U-GAT-IT light,
+    # Measured: ~7-8 min on 2 shared CPU cores at 32 px (BUILD.md, "Quality benchmark"): U-GAT-IT light,
     # narrower and shallower; the paper's linear decay over the second half of the run.
     "budget": UGATITConfig(ch=8, n_res=2, light=True, image_size=32, global_dis_layers=5, local_dis_layers=4,
                            lr=2e-4, max_iter=1200, batch_size=8),

@@ -90,8 +90,9 @@ PRESETS = {
     # Few channels at 32x32 for tests and smoke runs; 1000 steps at the paper's constant lr.
     "tiny": UNITConfig(ch=8, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=8, dis_n_layer=4, max_iter=1000,
                        batch_size=2, image_size=32),
-    # Chosen by measurement for ~5 min on 2 CPU cores at 32 px (BUILD.md, "Quality benchmark"): the paper's nets
-    # and losses, narrower and shallower, Adam lr 5e-4 (at 1e-4 the discriminators win within this budget).
+    # Measured (BUILD.md, "Quality benchmark"): ~4.5 min on 2 shared CPU cores at 32 px; the paper's nets and
+    # losses, narrower and shallower, Adam lr 5e-4. Neither 1e-4 nor 5e-4 learns to translate in this budget
+    # (the translations collapse to one image per domain while the cycles reconstruct).
     "budget": UNITConfig(ch=16, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=16, dis_n_layer=4, lr=5e-4,
                          max_iter=1000, batch_size=8, image_size=32),
 }
