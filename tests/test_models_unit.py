@@ -180,5 +180,5 @@ def test_inspector_cli_json():
   assert nets["shared_encoder"]["output_shapes"] == [1, 4, 4, 32]
   assert report["total"]["trainable_params"] == sum(n["trainable_params"] for n in nets.values())
   from models.__main__ import inspect_family
-  with pytest.raises(ValueError, match="Unknown preset 'huge' for unit; choose one of paper, tiny"):
+  with pytest.raises(ValueError, match="Unknown preset 'huge' for unit; choose one of budget, paper, tiny"):
     inspect_family("unit", "huge")
