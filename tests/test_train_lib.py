@@ -84,12 +84,11 @@ def _recording(family, *, fail_from_step=None):
   TensorBoard scalar loss/style_draw of every step. With `fail_from_step`, that step and later ones report a NaN
   loss: the run stops there without saving, like a run killed after its last checkpoint.
   """
-  from models.api import split_seed  # pylint: disable=import-outside-toplevel
-  from models.munit.train import _random_styles  # pylint: disable=import-outside-toplevel
+  from models.munit.train import draw_prior_styles  # pylint: disable=import-outside-toplevel
 
   def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None):  # noqa: ARG001
     gen_optimizer.iterations.assign_add(1)
-    draw = tf.reduce_sum(_random_styles(model, tf.shape(x_a)[0], split_seed(seed, 4)[0]))
+    draw = tf.reduce_sum(draw_prior_styles(model, tf.shape(x_a)[0], seed).dis_s_a)
     poison = 0.0 if fail_from_step is None else tf.where(gen_optimizer.iterations >= fail_from_step, float("nan"), 0.0)
     return {"style_draw": draw, "gen_total": poison}
 
