@@ -26,6 +26,7 @@ flags.DEFINE_string("preset", "budget", "Preset of every family.")
 flags.DEFINE_string("work_dir", "/tmp/quality", "Scratch directory (data, runs, results.json).")
 flags.DEFINE_integer("steps", None, "Training steps (default: the preset's max_iter).")
 flags.DEFINE_multi_string("set", [], "Model config override key=value (repeatable), e.g. --set=lr=0.0002.")
+flags.DEFINE_float("ema_decay", 0.0, "Generator weight EMA decay of every run (0: off; see components.train).")
 flags.DEFINE_string("tag", "", "Suffix of the run directories (for sweeps).")
 FLAGS = flags.FLAGS
 
@@ -47,7 +48,7 @@ def main(argv):
       records.append(quality_lib.run_one(family=family, preset=FLAGS.preset, seed=int(seed),
                                          work_dir=FLAGS.work_dir, data_dir=data_dir, arrays=arrays,
                                          classifiers=classifiers, steps=FLAGS.steps, overrides=overrides,
-                                         tag=FLAGS.tag, log=lambda line: print(line, flush=True)))
+                                         tag=FLAGS.tag, ema_decay=FLAGS.ema_decay, log=lambda line: print(line, flush=True)))
   all_records = quality_lib.collect(FLAGS.work_dir, FLAGS.preset, FLAGS.tag)  # earlier invocations' runs too
   results = {"reference": reference, "summary": quality_lib.summarize(all_records), "runs": all_records}
   name = "results.json" if not FLAGS.tag else f"results_{FLAGS.tag}.json"

@@ -421,9 +421,10 @@ def grid_rows(pictures: dict[str, np.ndarray], untrained: dict[str, np.ndarray])
 
 def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str, arrays: dict,
             classifiers: Classifiers, steps: int | None = None, overrides: dict | None = None,
-            tag: str = "", log=print) -> dict:
+            tag: str = "", ema_decay: float = 0.0, log=print) -> dict:
   """Trains `family`/`preset` with `seed` through components.train_lib.run, measures step 0 and the trained
-  model, writes <run_dir>/result.json and grid.png; returns the result dict."""
+  model (with `ema_decay` > 0 the generators' moving averages, as export would use), writes <run_dir>/result.json
+  and grid.png; returns the result dict."""
   import keras  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from components import image_grid, train_lib, trainer  # pylint: disable=import-outside-toplevel
@@ -439,7 +440,7 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   config = train_lib.TrainConfig(
       family=family, data_dir=data_dir, model_dir=model_dir, preset=preset, model_overrides=overrides,
       steps=total, seed=seed, checkpoint_every_steps=total, summary_every_steps=max(1, total // 20),
-      sample_every_steps=0)
+      sample_every_steps=0, ema_decay=ema_decay)
   model_config = train_lib.build_model_config(fam, preset, overrides)
   keras.utils.set_random_seed(seed)
   untrained_model = fam.build_model(model_config)
@@ -455,7 +456,7 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   trainer.write_png(grid_path, image_grid.labeled_grid(
       rows, labels, scale=3, label_width=130, title=f"{name}: {step} steps, {seconds:.0f} s"))
   record = {"run": name, "family": family, "preset": preset, "seed": seed, "tag": tag, "overrides": overrides,
-            "steps": step, "batch_size": trained_config.batch_size, "train_seconds": round(seconds, 1),
+            "steps": step, "ema_decay": ema_decay, "batch_size": trained_config.batch_size, "train_seconds": round(seconds, 1),
             "images_per_sec": round(result.images_per_sec, 2), "final_losses": result.losses,
             "untrained": before, "trained": after, "grid": grid_path,
             "targets_met": targets_met(after, family)}
