@@ -48,7 +48,8 @@ def main(argv):
       records.append(quality_lib.run_one(family=family, preset=FLAGS.preset, seed=int(seed),
                                          work_dir=FLAGS.work_dir, data_dir=data_dir, arrays=arrays,
                                          classifiers=classifiers, steps=FLAGS.steps, overrides=overrides,
-                                         tag=FLAGS.tag, ema_decay=FLAGS.ema_decay, log=lambda line: print(line, flush=True)))
+                                         tag=FLAGS.tag, ema_decay=FLAGS.ema_decay,
+                                         log=lambda line: print(line, flush=True)))
   all_records = quality_lib.collect(FLAGS.work_dir, FLAGS.preset, FLAGS.tag)  # earlier invocations' runs too
   results = {"reference": reference, "summary": quality_lib.summarize(all_records), "runs": all_records}
   name = "results.json" if not FLAGS.tag else f"results_{FLAGS.tag}.json"

@@ -376,7 +376,9 @@ def summarize(records: list[dict]) -> dict:
   for key, runs in groups.items():
     entry = {"seeds": [r["seed"] for r in runs], "max_train_seconds": max(r["train_seconds"] for r in runs),
              "steps": runs[0]["steps"]}
-    for phase in ("untrained", "trained"):
+    for phase in ("untrained", "trained", "trained_without_ema"):
+      if not all(r.get(phase) for r in runs):
+        continue
       names = [k for k, v in runs[0][phase].items() if isinstance(v, (int, float))]
       entry[phase] = {k: sum(r[phase][k] for r in runs) / len(runs) for k in names}
     entry["all_targets_met"] = all(all(r["targets_met"].values()) for r in runs)
@@ -449,8 +451,15 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   start = time.time()
   result = train_lib.run(config)
   seconds = time.time() - start
-  _, trained_config, model, step = train_lib.load_trained_model(model_dir)
+  loaded = train_lib.load_model_dir(model_dir)
+  trained_config, model, step = loaded.config, loaded.model, loaded.step
   after, pictures = measure(model, family, arrays, classifiers)
+  raw = None
+  if ema_decay:  # the same checkpoint's trained (not averaged) generators: what the EMA changes
+    raw_model = fam.build_model(trained_config)
+    train_lib.restore_model(raw_model, loaded.path)
+    raw, _ = measure(raw_model, family, arrays, classifiers)
+    del raw_model
   rows, labels = grid_rows(pictures, untrained_pictures)
   grid_path = os.path.join(run_dir, "grid.png")
   trainer.write_png(grid_path, image_grid.labeled_grid(
@@ -458,7 +467,7 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   record = {"run": name, "family": family, "preset": preset, "seed": seed, "tag": tag, "overrides": overrides,
             "steps": step, "ema_decay": ema_decay, "batch_size": trained_config.batch_size, "train_seconds": round(seconds, 1),
             "images_per_sec": round(result.images_per_sec, 2), "final_losses": result.losses,
-            "untrained": before, "trained": after, "grid": grid_path,
+            "untrained": before, "trained": after, "trained_without_ema": raw, "grid": grid_path,
             "targets_met": targets_met(after, family)}
   with open(os.path.join(run_dir, "result.json"), "w") as f:
     json.dump(record, f, indent=2, default=float)
@@ -487,4 +496,8 @@ def format_row(record: dict) -> str:
   if "distinct_appearances" in t:
     text += (f", styles {t['distinct_appearances']:.2f}/{t['num_styles']} ({u['distinct_appearances']:.2f}), "
              f"ref follow {t['reference_follow_rate']:.2f} ({u['reference_follow_rate']:.2f})")
+  raw = record.get("trained_without_ema")
+  if raw:
+    text += (f"; without EMA: content a2b {raw['content_kept_a2b']:.3f} b2a {raw['content_kept_b2a']:.3f}, "
+             f"colour {raw['colour_distance_a2b']:.3f}")
   return text + f"; {record['steps']} steps in {record['train_seconds']:.0f} s"
