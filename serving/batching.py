@@ -45,10 +45,12 @@ class BatchScheduler:
   `submit` blocks the calling (RPC) thread until its slice of the batched result is ready.
   """
 
-  def __init__(self, config, run_fn, name: str = ""):
-    """config: serving.config.BatchingConfig; run_fn: the unbatched call that receives the concatenated batch."""
+  def __init__(self, config, run_fn, name: str = "", on_batch=None):
+    """config: serving.config.BatchingConfig; run_fn: the unbatched call that receives the concatenated batch;
+    on_batch(task_sizes, execution_size, queuing_seconds): called once per batch run (metrics), or None."""
     self._config = config
     self._run_fn = run_fn
+    self._on_batch = on_batch
     self._timeout = config.batch_timeout_micros / 1e6
     self._queues = collections.OrderedDict()  # key -> deque of _Batch (last one open)
     self._cond = threading.Condition()
@@ -79,7 +81,7 @@ class BatchScheduler:
                              "The batch scheduling queue to which this task was submitted is full")
         queue.append(_Batch(signature_name, outputs))
       batch = queue[-1]
-      batch.tasks.append((inputs, size, future))
+      batch.tasks.append((inputs, size, future, time.monotonic()))
       batch.size += size
       if batch.size >= self._config.max_batch_size:
         batch.closed = True
@@ -125,6 +127,7 @@ class BatchScheduler:
   def _run_batch(self, batch: _Batch) -> None:
     """Concatenates, pads, runs once, splits; every task gets its rows or the batch's error."""
     tasks = batch.tasks
+    dequeued = time.monotonic()
     try:
       if len(tasks) == 1:
         merged = tasks[0][0]
@@ -136,6 +139,8 @@ class BatchScheduler:
         merged = {k: np.concatenate([v, np.repeat(v[:1], target - batch.size, axis=0)], axis=0)
                   for k, v in merged.items()}
         padded = target
+      if self._on_batch is not None:
+        self._on_batch([t[1] for t in tasks], padded, [dequeued - t[3] for t in tasks])
       result = self._run_fn(batch.signature_name, merged, batch.outputs)
       for alias, value in result.items():
         if np.ndim(value) == 0 or value.shape[0] != padded:
@@ -143,11 +148,11 @@ class BatchScheduler:
                              f"Batched output tensor {alias} has {0 if np.ndim(value) == 0 else value.shape[0]} "
                              f"rows; expected {padded} (one per input row): this signature cannot be batched")
       start = 0
-      for _, size, future in tasks:
+      for _, size, future, _ in tasks:
         future.set_result({k: v[start:start + size] for k, v in result.items()})
         start += size
     except Exception as e:  # the error goes to every waiting request
-      for _, _, future in tasks:
+      for _, _, future, _ in tasks:
         if not future.done():
           future.set_exception(e if isinstance(e, ServingError)
                                else ServingError(grpc.StatusCode.INTERNAL, f"batched call failed: {e}"))

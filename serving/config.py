@@ -10,6 +10,9 @@ The text formats are TF Serving's own, so one file works for both servers:
     (session_bundle_config.proto), e.g. `max_batch_size { value: 8 } batch_timeout_micros { value: 2000 }`.
     The pip package tensorflow-serving-api does not ship that message, so it is declared here with the same
     package, name, field names and numbers.
+  * `--monitoring_config_file`: a MonitoringConfig in protobuf text format (monitoring_config.proto, also not
+    in the pip package, declared here the same way), e.g.
+      prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class ServerConfig:
     can only be set before TensorFlow has run anything in the process.
   max_image_pixels: the most pixels one input of a request may hold (N * H * W of an [N, H, W, C] input, or
     what the headers of encoded images declare); more is INVALID_ARGUMENT naming the cap. 0 = no cap.
+  prometheus_path: the REST path serving Prometheus metrics ("" = none; from --monitoring_config_file).
   """
 
   models: tuple = ()
@@ -118,6 +122,7 @@ class ServerConfig:
   tensorflow_intra_op_parallelism: int = 0
   tensorflow_inter_op_parallelism: int = 0
   max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+  prometheus_path: str = ""
 
   def __post_init__(self):
     if not self.models and not self.model_config_file:
@@ -126,6 +131,9 @@ class ServerConfig:
       raise ValueError(f"--rest_api_port ({self.rest_api_port}) must differ from --port ({self.port})")
     if self.max_image_pixels < 0:
       raise ValueError(f"--max_image_pixels must be >= 0 (0 = no cap), got {self.max_image_pixels}")
+    if self.prometheus_path and not self.rest_api_port:
+      raise ValueError("--monitoring_config_file enables Prometheus metrics, which are served on the REST port: "
+                       "set --rest_api_port too")
 
 
 def model_configs_from_proto(proto: model_server_config_pb2.ModelServerConfig) -> tuple:
@@ -237,3 +245,48 @@ def read_batching_parameters_file(path: str) -> BatchingConfig:
   """Reads a `--batching_parameters_file` into a BatchingConfig."""
   text = _read_flag_file("batching_parameters_file", path)
   return parse_batching_parameters_text(text, source=f"--batching_parameters_file {path!r}")
+
+
+def _monitoring_config_class():
+  """Declares tensorflow.serving.MonitoringConfig / PrometheusConfig (monitoring_config.proto) in a private pool."""
+  pool = descriptor_pool.DescriptorPool()
+  file_proto = descriptor_pb2.FileDescriptorProto(
+      name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving", syntax="proto3")
+  field = descriptor_pb2.FieldDescriptorProto
+  prometheus = file_proto.message_type.add(name="PrometheusConfig")
+  prometheus.field.add(name="enable", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_BOOL)
+  prometheus.field.add(name="path", number=2, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
+  monitoring = file_proto.message_type.add(name="MonitoringConfig")
+  monitoring.field.add(name="prometheus_config", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
+                       type_name=".tensorflow.serving.PrometheusConfig")
+  pool.Add(file_proto)
+  return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+
+
+MonitoringConfig = _monitoring_config_class()
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's PrometheusExporter::kPrometheusPath
+
+
+def parse_monitoring_config_text(text: str, source: str = "monitoring config") -> str:
+  """MonitoringConfig text format -> the Prometheus metrics path ("" when prometheus_config is not enabled).
+
+  An enabled config without a path gets TF Serving's default path; a path must start with "/".
+  """
+  proto = MonitoringConfig()
+  try:
+    text_format.Parse(text, proto)
+  except text_format.ParseError as e:
+    raise ValueError(f"{source} is not a valid MonitoringConfig text proto: {e}") from None
+  if not proto.prometheus_config.enable:
+    return ""
+  path = proto.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
+  if not path.startswith("/") or path.startswith("/v1/"):
+    raise ValueError(f"{source}: prometheus_config path {path!r} must start with '/' and not be under /v1/ (the "
+                     f"model API); e.g. {DEFAULT_PROMETHEUS_PATH!r}")
+  return path
+
+
+def read_monitoring_config_file(path: str) -> str:
+  """Reads a `--monitoring_config_file`; returns the Prometheus metrics path ("" = metrics off)."""
+  text = _read_flag_file("monitoring_config_file", path)
+  return parse_monitoring_config_text(text, source=f"--monitoring_config_file {path!r}")

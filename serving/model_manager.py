@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 
 import grpc
 
@@ -94,9 +95,10 @@ class ModelManager:
     warmup_iterations: warmup replays per record at load (0 = no warmup).
   """
 
-  def __init__(self, load_servable=None, warmup_iterations: int = 1):
+  def __init__(self, load_servable=None, warmup_iterations: int = 1, metrics=None):
     self._load_servable = load_servable or (lambda name, version, path: Servable(name, version, path))
     self._warmup_iterations = warmup_iterations
+    self._metrics = metrics  # serving.metrics.ServerMetrics or None
     self._lock = threading.RLock()
     self._poll_lock = threading.Lock()  # one reconciliation at a time (poller thread vs. config reload)
     self._models = {}
@@ -192,12 +194,23 @@ class ModelManager:
       state.status[version] = VersionStatus(version, LOADING)
     logging.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
     servable = None
+    start = time.monotonic()
     try:
       servable = self._load_servable(name, version, path)
+      if self._metrics is not None:
+        self._metrics.record_load(path, True, time.monotonic() - start)
       if self._warmup_iterations > 0:
+        start = time.monotonic()
         servable.warmup(self._warmup_iterations)
+        if self._metrics is not None:
+          self._metrics.record_warmup(path, "OK", time.monotonic() - start)
     except Exception as e:  # a failed load is a status, never a crash
       error = from_exception(e)
+      if self._metrics is not None:
+        if servable is None:
+          self._metrics.record_load(path, False, time.monotonic() - start)
+        else:
+          self._metrics.record_warmup(path, f"{error.code.name}: {error.message}", time.monotonic() - start)
       if servable is not None:
         servable.close()
       logging.error("Loading servable version {name: %s version: %d} failed: %s", name, version, error.message)
@@ -272,6 +285,11 @@ class ModelManager:
     """Names of the configured models."""
     with self._lock:
       return sorted(self._models)
+
+  def statuses(self) -> dict:
+    """name -> [VersionStatus] of every configured model (highest version first)."""
+    with self._lock:
+      return {n: [s.status[v] for v in sorted(s.status, reverse=True)] for n, s in self._models.items()}
 
   def available(self) -> dict:
     """name -> sorted list of available versions."""

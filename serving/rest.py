@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -134,16 +135,19 @@ def _encode_output(alias: str, array: np.ndarray):
   return array.tolist()
 
 
-def predict_json(manager, match, body: bytes) -> dict:
-  """Handles :predict; returns the JSON document (dict) of the answer."""
+def predict_json(manager, match, body: bytes, info: dict | None = None) -> dict:
+  """Handles :predict; returns the JSON document (dict) of the answer. `info["signature_name"]` is set to the
+  signature the request names (for the metrics) as soon as the body is parsed."""
   spec = _model_spec(match)
   try:
     doc = json.loads(body or b"{}")
   except json.JSONDecodeError as e:
     raise ServingError(_INVALID, f"JSON Parse error: {e}") from None
   signature_name = doc.get("signature_name", "") if isinstance(doc, dict) else ""
+  name = signature_name if isinstance(signature_name, str) and signature_name else "serving_default"
+  if info is not None:
+    info["signature_name"] = name
   servable = manager.resolve(spec)
-  name = signature_name or "serving_default"
   signature = servable.signature_defs.get(name)
   if signature is None:
     raise ServingError(_INVALID, f"Serving signature name: \"{name}\" not found in signature def")
@@ -191,10 +195,12 @@ def get_json(manager, match) -> dict:
 class RestServer:
   """ThreadingHTTPServer on (host, port) in a daemon thread; `port` is the bound port; stop() shuts it down."""
 
-  def __init__(self, manager, host: str, port: int):
+  def __init__(self, manager, host: str, port: int, metrics=None, metrics_path: str = ""):
+    """metrics: a serving.metrics.ServerMetrics that counts the requests (or None); metrics_path: where its
+    Prometheus page is served ("" = nowhere)."""
     self._in_flight = 0
     self._idle = threading.Condition()
-    handler = _make_handler(manager, self._track)
+    handler = _make_handler(manager, self._track, metrics, metrics_path)
     try:
       self._httpd = http.server.ThreadingHTTPServer((host, port), handler)
     except OSError as e:
@@ -218,7 +224,7 @@ class RestServer:
     self._httpd.server_close()
 
 
-def _make_handler(manager, track):
+def _make_handler(manager, track, metrics=None, metrics_path=""):
   class Handler(http.server.BaseHTTPRequestHandler):
     """Dispatches TF Serving's REST routes; every failure is a JSON {"error": ...} with the mapped status."""
 
@@ -228,10 +234,10 @@ def _make_handler(manager, track):
       """Access log lines go to logging (debug), not stderr."""
       logging.debug("REST %s", fmt % args)
 
-    def _reply(self, status: int, doc: dict) -> None:
-      body = json.dumps(doc).encode("utf-8")
+    def _reply(self, status: int, doc: dict | bytes, content_type: str = "application/json") -> None:
+      body = doc if isinstance(doc, bytes) else json.dumps(doc).encode("utf-8")
       self.send_response(status)
-      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Type", content_type)
       self.send_header("Content-Length", str(len(body)))
       self.end_headers()
       self.wfile.write(body)
@@ -244,26 +250,42 @@ def _make_handler(manager, track):
         track(-1)
 
     def _answer(self, method: str) -> None:
+      path = self.path.split("?", 1)[0]
+      if metrics_path and path == metrics_path and method == "GET":  # TF Serving's PrometheusExporter route
+        self._reply(200, metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+        return
+      start, error, info = time.monotonic(), None, {}
       try:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-          raise ServingError(_INVALID, f"Malformed request: Content-Length {length}")
-        body = self.rfile.read(length) if length else b""
-        match = _ROUTE.match(self.path.split("?", 1)[0])
-        if match is None or (method == "GET") != (match["method"] is None):
-          raise ServingError(_INVALID, f"Malformed request: {method} {self.path}")
-        if method == "GET":
-          doc = get_json(manager, match)
-        elif match["method"] == "predict":
-          doc = predict_json(manager, match, body)
-        else:
-          raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{match['method']} is not implemented by this server")
-        self._reply(200, doc)
+        self._route(method, path, info)
       except Exception as e:  # every error becomes a JSON answer
         error = from_exception(e)
         if error.code == grpc.StatusCode.UNKNOWN:
           logging.exception("REST request failed")
         self._reply(_HTTP_STATUS.get(error.code, 500), {"error": error.message})
+      finally:
+        if metrics is not None:  # as TF Serving's http_server.cc: every REST request, by model and status
+          match = info.get("match")
+          status = "OK" if error is None else error.code.name
+          metrics.record_request(match["name"] if match else "", (match and match["method"]) or "", "REST",
+                                 info.get("signature_name", ""), status, time.monotonic() - start)
+
+    def _route(self, method: str, path: str, info: dict) -> None:
+      """Reads the body, matches a route and answers it (raises for every failure)."""
+      length = int(self.headers.get("Content-Length") or 0)
+      if length < 0:
+        raise ServingError(_INVALID, f"Malformed request: Content-Length {length}")
+      body = self.rfile.read(length) if length else b""
+      match = _ROUTE.match(path)
+      info["match"] = match
+      if match is None or (method == "GET") != (match["method"] is None):
+        raise ServingError(_INVALID, f"Malformed request: {method} {self.path}")
+      if method == "GET":
+        doc = get_json(manager, match)
+      elif match["method"] == "predict":
+        doc = predict_json(manager, match, body, info)
+      else:
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{match['method']} is not implemented by this server")
+      self._reply(200, doc)
 
     def do_GET(self):
       """GET: model status or metadata."""

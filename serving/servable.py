@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import grpc
 import numpy as np
@@ -59,12 +60,15 @@ class Servable:
     signature_defs: name -> SignatureDef (for GetModelMetadata).
   """
 
-  def __init__(self, name: str, version: int, path: str, batching_config=None, max_image_pixels: int = 0):
+  def __init__(self, name: str, version: int, path: str, batching_config=None, max_image_pixels: int = 0,
+               metrics=None):
     """Loads `path` (raises ServingError on failure). With `batching_config` requests are batched on dim 0.
 
     `max_image_pixels` > 0 caps the pixels of any one input (see check_pixels); it also bounds how far a few
     values may be expanded to fill a declared shape (12 bytes a pixel: float32 RGB). 0 = no cap.
+    `metrics` (serving.metrics.ServerMetrics or None) records runtime latency and batch sizes.
     """
+    self._metrics = metrics
     self.name = name
     self.version = int(version)
     self.path = path
@@ -76,7 +80,8 @@ class Servable:
     except Exception as e:  # anything the loader raises means this version cannot serve
       raise from_exception(e) from None
     self._functions = dict(self._loaded.signatures)
-    self._batcher = (batching.BatchScheduler(batching_config, self._run, name=f"{name}:{version}")
+    self._batcher = (batching.BatchScheduler(batching_config, self._run, name=f"{name}:{version}",
+                                             on_batch=metrics.record_batch if metrics is not None else None)
                      if batching_config is not None else None)
 
   def close(self) -> None:
@@ -176,9 +181,14 @@ class Servable:
         self.check_encoded_pixels(alias, inputs[alias])
       else:
         self.check_pixels(alias, inputs[alias].shape)
+    start = time.monotonic()
     if self._batcher is not None and batching.is_batchable(inputs):
-      return self._batcher.submit(name, inputs, outputs)
-    return self._run(name, inputs, outputs)
+      result = self._batcher.submit(name, inputs, outputs)
+    else:
+      result = self._run(name, inputs, outputs)
+    if self._metrics is not None:  # TF Serving times Session::Run (its batching session included), on success
+      self._metrics.record_runtime(self.name, time.monotonic() - start)
+    return result
 
   @staticmethod
   def check_input_names(signature, aliases) -> None:

@@ -4,7 +4,8 @@ Flags are tensorflow_model_server's (same names, defaults and meaning), plus `--
 0.0.0.0; this server binds loopback unless told otherwise). Examples:
   python -m serving.server --port=8500 --model_name=horse2zebra --model_base_path=/srv/models/horse2zebra
   python -m serving.server --model_config_file=serving/deploy/models.config --rest_api_port=8501 \
-      --enable_batching --batching_parameters_file=serving/deploy/batching_parameters.txt
+      --enable_batching --batching_parameters_file=serving/deploy/batching_parameters.txt \
+      --monitoring_config_file=serving/deploy/monitoring_config.txt   # metrics on :8501/monitoring/prometheus/metrics
 SIGTERM (or Ctrl-C) stops accepting requests, lets in-flight ones finish, and exits 0.
 """
 
@@ -31,6 +32,8 @@ flags.DEFINE_float("model_config_file_poll_wait_seconds", 0, "Seconds between re
 flags.DEFINE_float("file_system_poll_wait_seconds", 1, "Seconds between scans for new model versions; 0 = once.")
 flags.DEFINE_bool("enable_batching", False, "Batch concurrent requests on dim 0.")
 flags.DEFINE_string("batching_parameters_file", "", "BatchingParameters text proto (used with --enable_batching).")
+flags.DEFINE_string("monitoring_config_file", "", "MonitoringConfig text proto; `prometheus_config { enable: true "
+                    "path: \"/monitoring/prometheus/metrics\" }` serves Prometheus metrics on the REST port.")
 flags.DEFINE_bool("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests at load.")
 flags.DEFINE_integer("num_request_iterations_for_warmup", 1, "Times each warmup request is replayed.")
 flags.DEFINE_integer("grpc_max_threads", 64, "Max gRPC server threads.")
@@ -69,7 +72,9 @@ def main(argv):
         grpc_max_threads=FLAGS.grpc_max_threads, drain_timeout_seconds=FLAGS.drain_timeout_seconds,
         tensorflow_intra_op_parallelism=FLAGS.tensorflow_intra_op_parallelism,
         tensorflow_inter_op_parallelism=FLAGS.tensorflow_inter_op_parallelism,
-        max_image_pixels=FLAGS.max_image_pixels)
+        max_image_pixels=FLAGS.max_image_pixels,
+        prometheus_path=(config_lib.read_monitoring_config_file(FLAGS.monitoring_config_file)
+                         if FLAGS.monitoring_config_file else ""))
     server = server_lib.ModelServer(config).start()
   except (ValueError, OSError) as e:
     print(f"serving.server: {e}", file=sys.stderr)

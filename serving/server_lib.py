@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_management_pb2,
@@ -19,6 +20,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from serving import config as config_lib
 from serving import tensors
 from serving.errors import ServingError, from_exception
+from serving.metrics import ServerMetrics
 from serving.model_manager import ModelManager
 from serving.servable import Servable
 
@@ -101,15 +103,37 @@ def model_status(manager: ModelManager, request) -> get_model_status_pb2.GetMode
   return response
 
 
+def status_name(error: Exception | None) -> str:
+  """The canonical code name a finished request is counted under: "OK" or e.g. "INVALID_ARGUMENT"."""
+  if error is None:
+    return "OK"
+  code = from_exception(error).code
+  return (grpc.StatusCode.INTERNAL if code == grpc.StatusCode.UNKNOWN else code).name
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   """tensorflow.serving.PredictionService: Predict and GetModelMetadata; the rest is UNIMPLEMENTED."""
 
-  def __init__(self, manager: ModelManager):
+  def __init__(self, manager: ModelManager, metrics: ServerMetrics | None = None):
     self._manager = manager
+    self._metrics = metrics
 
   def Predict(self, request, context):
-    """Runs one request on the resolved version's signature."""
-    return _handle(context, lambda: predict(self._manager, request))
+    """Runs one request on the resolved version's signature; counted as TF Serving counts it."""
+    start, error = time.monotonic(), None
+    def run():
+      nonlocal error
+      try:
+        return predict(self._manager, request)
+      except Exception as e:
+        error = e
+        raise
+      finally:
+        if self._metrics is not None:
+          self._metrics.record_request(request.model_spec.name, "Predict", "GRPC",
+                                       request.model_spec.signature_name or "serving_default", status_name(error),
+                                       time.monotonic() - start)
+    return _handle(context, run)
 
   def GetModelMetadata(self, request, context):
     """Returns the resolved version's SignatureDefMap."""
@@ -179,16 +203,20 @@ class ModelServer:
 
   Attributes:
     manager: the ModelManager (loaded versions, status).
+    metrics: the ServerMetrics (served on the REST port at config.prometheus_path when that is set).
     port, rest_port: the bound ports (useful when 0 was asked for).
   """
 
   def __init__(self, config: config_lib.ServerConfig):
     self.config = config
     batching = config.batching
+    self.metrics = ServerMetrics(version_states=lambda: self.manager.statuses())
     self.manager = ModelManager(
         load_servable=lambda name, version, path: Servable(name, version, path, batching_config=batching,
-                                                           max_image_pixels=config.max_image_pixels),
-        warmup_iterations=config.num_request_iterations_for_warmup if config.enable_model_warmup else 0)
+                                                           max_image_pixels=config.max_image_pixels,
+                                                           metrics=self.metrics),
+        warmup_iterations=config.num_request_iterations_for_warmup if config.enable_model_warmup else 0,
+        metrics=self.metrics)
     self.port = None
     self.rest_port = None
     self._grpc_server = None
@@ -213,7 +241,7 @@ class ModelServer:
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self.config.grpc_max_threads,
                                                                thread_name_prefix="grpc"),
                          options=_SERVER_OPTIONS)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), server)
     address = f"{self.config.host}:{self.config.port}"
     try:
@@ -227,7 +255,8 @@ class ModelServer:
     logging.info("Running gRPC ModelServer at %s:%d ...", self.config.host, self.port)
     if self.config.rest_api_port:
       from serving import rest  # only when asked for
-      self._rest = rest.RestServer(self.manager, self.config.host, self.config.rest_api_port)
+      self._rest = rest.RestServer(self.manager, self.config.host, self.config.rest_api_port,
+                                   metrics=self.metrics, metrics_path=self.config.prometheus_path)
       self.rest_port = self._rest.port
       logging.info("Exporting HTTP/REST API at:%s:%d ...", self.config.host, self.rest_port)
     if self.config.file_system_poll_wait_seconds > 0:
