@@ -1,13 +1,22 @@
-"""The deploy files parse with TF Serving's formats and agree with each other; config parsing rejects bad input."""
+"""The deploy files parse with TF Serving's formats and agree with each other; config parsing rejects bad input;
+the readiness probe passes only once a version is AVAILABLE (run against a server whose version is still loading).
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
 
+import numpy as np
 import pytest
 import yaml
 
 from serving import config as config_lib
+from serving import process
+from serving.server_lib import ModelServer
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving", "deploy")
 
@@ -27,9 +36,74 @@ def test_deploy_configs_parse_and_agree():
   container = deployment["spec"]["template"]["spec"]["containers"][0]
   assert compose["command"] == container["args"]
   assert "--model_config_file=/config/models.config" in container["args"]
-  assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{models[0].name}"
   assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}
   assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+  # Metrics: both servers read the monitoring config; Prometheus is told where the page is.
+  assert "--monitoring_config_file=/config/monitoring_config.txt" in container["args"]
+  metrics_path = config_lib.read_monitoring_config_file(os.path.join(DEPLOY, "monitoring_config.txt"))
+  rest_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+  assert "--rest_api_port=%d" % rest_port in container["args"]
+  expected = {"prometheus.io/scrape": "true", "prometheus.io/port": str(rest_port), "prometheus.io/path": metrics_path}
+  assert deployment["spec"]["template"]["metadata"]["annotations"] == expected
+  assert compose["labels"] == expected
+  # One readiness check: the k8s exec probe and the compose healthcheck run the same command on the model.
+  probe = container["readinessProbe"]["exec"]["command"]
+  assert compose["healthcheck"]["test"][1:] == [part.replace("$", "$$") for part in probe]
+  assert "${MODEL_NAME:-%s}" % models[0].name in probe[-1] and "${REST_PORT:-%d}" % rest_port in probe[-1]
+
+
+def _probe_command() -> list:
+  deployment = list(yaml.safe_load_all(_read("k8s.yaml")))[0]
+  return deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+
+
+def _run_probe(rest_port: int, model_name: str) -> int:
+  """Runs the deployment's readiness command, as the kubelet would, against a local REST port."""
+  env = {**os.environ, "REST_PORT": str(rest_port), "MODEL_NAME": model_name}
+  return subprocess.run(_probe_command(), env=env, capture_output=True, timeout=30, check=False).returncode
+
+
+def _status(rest_port: int, model_name: str):
+  """(HTTP status, body) of GET /v1/models/<name>: what an httpGet probe would look at."""
+  try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/{model_name}", timeout=10) as response:
+      return response.status, response.read().decode()
+  except urllib.error.HTTPError as e:
+    return e.code, e.read().decode()
+
+
+def test_readiness_probe_fails_while_the_version_loads_and_passes_once_available(tmp_path):
+  from tests.test_serving_models import ToyTranslator, save_toy
+  save_toy(ToyTranslator(1), str(tmp_path / "fast" / "1"))
+  # A version whose warmup request busy-waits 4 s: it stays LOADING that long (TF Serving warms up before
+  # a version becomes AVAILABLE too).
+  save_toy(ToyTranslator(1), str(tmp_path / "slow" / "1"), warmup_requests=[("sleep", {"seconds": np.float64(4.0)})])
+  entry = 'config { name: "%s" base_path: "%s" model_platform: "tensorflow" }'
+  config_file = tmp_path / "models.config"
+  config_file.write_text("model_config_list { %s }" % (entry % ("fast", tmp_path / "fast")))
+  server = ModelServer(config_lib.ServerConfig(
+      model_config_file=str(config_file), port=0, rest_api_port=process.free_port(),
+      model_config_file_poll_wait_seconds=0.1, file_system_poll_wait_seconds=0)).start()
+  port = server.rest_port
+  try:
+    assert _run_probe(port, "fast") == 0
+    assert _status(port, "slow")[0] == 404 and _run_probe(port, "slow") != 0  # not configured yet
+    config_file.write_text("model_config_list { %s %s }" % (entry % ("fast", tmp_path / "fast"),
+                                                             entry % ("slow", tmp_path / "slow")))
+    deadline = time.monotonic() + 30
+    while "LOADING" not in _status(port, "slow")[1] and time.monotonic() < deadline:
+      time.sleep(0.05)
+    code, body = _status(port, "slow")
+    # What TF Serving's REST status answers too: 200 with the version LOADING. An httpGet probe would pass here.
+    assert code == 200 and '"state": "LOADING"' in body, body
+    assert _run_probe(port, "slow") != 0
+    assert "LOADING" in _status(port, "slow")[1]  # still loading after the probe ran: the probe saw LOADING
+    while "AVAILABLE" not in _status(port, "slow")[1] and time.monotonic() < deadline:
+      time.sleep(0.1)
+    assert _run_probe(port, "slow") == 0
+  finally:
+    server.stop()
+  assert _run_probe(port, "fast") != 0  # nothing listening
 
 
 @pytest.mark.parametrize("text, message", [
