@@ -192,3 +192,207 @@ def run(config: PushConfig) -> PushResult:
                       removed_versions=removed)
   raise StageError(f"could not claim a new version under {model_root} after {MAX_RENAME_ATTEMPTS} attempts "
                    "(other pushers keep taking the numbers); retry")
+
+
+# -- version labels: canary, promotion and rollback through the model config file --------------------------------
+# TF Serving (and serving.server) route `version_label` requests by the `version_labels` of the ModelServerConfig
+# they re-read every --model_config_file_poll_wait_seconds. A label may only name a version that is already
+# AVAILABLE (without --allow_version_labels_for_unavailable_models the whole config is refused), so a rollout is:
+#   1. serve the new version beside stable: policy `specific { versions: [stable, new] }` (stable keeps serving);
+#   2. wait until the server reports the new version AVAILABLE, then label it `canary`;
+#   3. promote: move `stable` to it; the previous stable stays loaded (still in `specific`), so
+#   4. rollback moves `stable` back to it at once (the highest served version below the current stable).
+# Each step writes the file atomically (temporary file, fsync, rename) and, given a server, waits until the server
+# answers for the label with the new version, so clients pinned to `stable` never see a missing version.
+STABLE = "stable"
+CANARY = "canary"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConfig:
+  """Where the labels live and who serves them.
+
+  Attributes:
+    model_config_file: the ModelServerConfig text file the servers read (--model_config_file).
+    model_name: the model entry whose labels change.
+    server: gRPC "host:port" of a server reading that file; each step waits until it has applied the change
+      (None: only write the file; a canary then cannot be labelled, since its load cannot be confirmed).
+    timeout: seconds to wait for each step on the server.
+  """
+
+  model_config_file: str
+  model_name: str
+  server: str | None = None
+  timeout: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelResult:
+  """The labels and served versions after a step."""
+
+  labels: dict
+  versions: tuple
+  reason: str
+
+
+def read_model_config(path: str):
+  """The ModelServerConfig proto of a model config file (StageError naming the problem)."""
+  from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+  from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=import-outside-toplevel
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  except OSError as e:
+    raise StageError(f"cannot read --model_config_file {path!r}: {e.strerror}") from None
+  proto = model_server_config_pb2.ModelServerConfig()
+  try:
+    text_format.Parse(text, proto)
+  except text_format.ParseError as e:
+    raise StageError(f"--model_config_file {path!r} is not a ModelServerConfig text proto: {e}") from None
+  return proto
+
+
+def write_model_config(path: str, proto) -> None:
+  """Validates `proto` as the servers would, then replaces `path` atomically (a server never reads half a file)."""
+  from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+  from serving import config as serving_config  # pylint: disable=import-outside-toplevel
+  try:
+    serving_config.model_configs_from_proto(proto)
+  except ValueError as e:
+    raise StageError(f"refusing to write {path}: {e}") from None
+  directory = os.path.dirname(os.path.abspath(path))
+  temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+  with open(temporary, "w", encoding="utf-8") as f:
+    f.write("# Written by components.push (version labels); TF Serving's ModelServerConfig text format.\n")
+    f.write(text_format.MessageToString(proto))
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(temporary, path)
+  _fsync_dir(directory)
+
+
+def _entry(proto, config: LabelConfig):
+  for entry in proto.model_config_list.config:
+    if entry.name == config.model_name:
+      return entry
+  names = [e.name for e in proto.model_config_list.config]
+  raise StageError(f"model {config.model_name!r} is not in {config.model_config_file} (it has {names}); add a "
+                   "`config { name: ... base_path: ... }` entry for it first")
+
+
+def _served_versions(entry) -> list:
+  policy = entry.model_version_policy
+  return sorted(int(v) for v in policy.specific.versions) if policy.WhichOneof("policy_choice") == "specific" else []
+
+
+def _result(entry, reason: str) -> LabelResult:
+  return LabelResult(labels=dict(sorted((k, int(v)) for k, v in entry.version_labels.items())),
+                     versions=tuple(_served_versions(entry)), reason=reason)
+
+
+def _wait(config: LabelConfig, check, what: str) -> None:
+  """Polls `check(client_factory)` until it returns True; StageError after config.timeout naming `what`."""
+  import time  # pylint: disable=import-outside-toplevel
+  from serving import client as serving_client  # pylint: disable=import-outside-toplevel
+  deadline = time.monotonic() + config.timeout
+  last = ""
+  while True:
+    try:
+      if check(lambda **kw: serving_client.TranslationClient(config.server, config.model_name, retries=0,
+                                                             timeout=10, **kw)):
+        return
+    except serving_client.TranslationError as e:
+      last = f" (last answer: {e})"
+    if time.monotonic() >= deadline:
+      raise StageError(f"the server at {config.server} did not {what} within {config.timeout:.0f} s{last}; check "
+                       "that it reads this --model_config_file (--model_config_file_poll_wait_seconds > 0)")
+    time.sleep(0.1)
+
+
+def _wait_for_label(config: LabelConfig, label: str, version: int) -> None:
+  def check(make_client):
+    with make_client(version_label=label) as client:
+      return client.metadata()["version"] == version
+  _wait(config, check, f"answer version {version} for label {label!r}")
+
+
+def load_canary(config: LabelConfig, version: int) -> LabelResult:
+  """Serves `version` beside `stable` and labels it `canary` once the server has it AVAILABLE.
+
+  The first version of a model (no `stable` yet) becomes `stable` too. Needs `config.server`.
+  """
+  if not config.server:
+    raise StageError("labelling a new version needs --server: TF Serving refuses a label on a version that is not "
+                     "AVAILABLE, so push must see it loaded first")
+  from serving.errors import status_code_from_number  # pylint: disable=import-outside-toplevel
+  proto = read_model_config(config.model_config_file)
+  entry = _entry(proto, config)
+  stable = entry.version_labels.get(STABLE)
+  keep = {version} | ({int(stable)} if stable is not None else set())
+  versions = entry.model_version_policy.specific.versions  # selects the `specific` policy of the oneof
+  del versions[:]
+  versions.extend(sorted(keep))
+  for label in [k for k, v in entry.version_labels.items() if int(v) not in keep]:
+    del entry.version_labels[label]  # a label on a version leaving the served set would be refused
+  write_model_config(config.model_config_file, proto)
+
+  def available(make_client):
+    with make_client() as client:
+      for status in client.model_status():
+        if status["version"] == version and status["state"] == "END" and status["error_code"]:
+          raise StageError(f"version {version} of {config.model_name} failed to load on {config.server}: "
+                           f"{status_code_from_number(status['error_code']).name}: {status['error_message']}; "
+                           f"{STABLE} is unchanged")
+        if status["version"] == version and status["state"] == "AVAILABLE":
+          return True
+    return False
+  _wait(config, available, f"load version {version}")
+  entry.version_labels[CANARY] = version
+  if stable is None:
+    entry.version_labels[STABLE] = version
+  write_model_config(config.model_config_file, proto)
+  _wait_for_label(config, CANARY, version)
+  if stable is None:
+    _wait_for_label(config, STABLE, version)
+  return _result(entry, f"version {version} is AVAILABLE and labelled {CANARY}"
+                        + (f" and {STABLE} (the first version)" if stable is None else f"; {STABLE} is {stable}"))
+
+
+def promote(config: LabelConfig) -> LabelResult:
+  """Moves `stable` to the `canary` version; the previous stable stays served, for rollback."""
+  proto = read_model_config(config.model_config_file)
+  entry = _entry(proto, config)
+  if CANARY not in entry.version_labels:
+    raise StageError(f"model {config.model_name} has no {CANARY!r} label in {config.model_config_file}; push a "
+                     "version with --model_config_file and --server first")
+  canary = int(entry.version_labels[CANARY])
+  previous = entry.version_labels.get(STABLE)
+  entry.version_labels[STABLE] = canary
+  write_model_config(config.model_config_file, proto)
+  if config.server:
+    _wait_for_label(config, STABLE, canary)
+  return _result(entry, f"{STABLE} moved from {previous} to {canary}")
+
+
+def rollback(config: LabelConfig) -> LabelResult:
+  """Moves `stable` back to the highest served version below it and drops `canary` (the rolled-back version
+  stays loaded, unlabelled, until the next push replaces it)."""
+  proto = read_model_config(config.model_config_file)
+  entry = _entry(proto, config)
+  if STABLE not in entry.version_labels:
+    raise StageError(f"model {config.model_name} has no {STABLE!r} label in {config.model_config_file}: nothing to "
+                     "roll back")
+  current = int(entry.version_labels[STABLE])
+  earlier = [v for v in _served_versions(entry) if v < current]
+  if not earlier:
+    raise StageError(f"no earlier version of {config.model_name} is served beside {STABLE} version {current} "
+                     f"(served: {_served_versions(entry)}); rollback needs the previous version loaded, as a push "
+                     "with labels leaves it")
+  target = earlier[-1]
+  entry.version_labels[STABLE] = target
+  if CANARY in entry.version_labels:
+    del entry.version_labels[CANARY]
+  write_model_config(config.model_config_file, proto)
+  if config.server:
+    _wait_for_label(config, STABLE, target)
+  return _result(entry, f"{STABLE} rolled back from {current} to {target}")

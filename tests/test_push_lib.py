@@ -1,9 +1,12 @@
-"""Tests of components.push_lib: blessing gate, version numbering, atomic copy under injected crashes, retention."""
+"""Tests of components.push_lib: blessing gate, version numbering, atomic copy under injected crashes, retention;
+version labels (canary, promote, rollback) under load on a real server."""
 
 import filecmp
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -158,3 +161,106 @@ def test_push_cli_reports_an_unblessed_model_and_exits_zero(saved_model, tmp_pat
                         cwd=os.path.dirname(os.path.dirname(__file__)), capture_output=True, text=True, timeout=120,
                         check=False)
   assert proc.returncode == 1 and "push: error: --keep_versions must be >= 1" in proc.stderr
+
+
+# -- version labels: canary, promote, rollback ----------------------------------------------------------------------
+def _model_config(path, base, labels=None, versions=None):
+  """A models.config for model "m" at `base`, with a specific policy and labels (TF Serving's text format)."""
+  policy = (" model_version_policy { specific { %s } }" % " ".join(f"versions: {v}" for v in versions)
+            if versions else "")
+  label_text = "".join(f' version_labels {{ key: "{k}" value: {v} }}' for k, v in (labels or {}).items())
+  path.write_text('model_config_list { config { name: "m" base_path: "%s" model_platform: "tensorflow"%s%s } }'
+                  % (base, policy, label_text))
+  return str(path)
+
+
+def test_promote_and_rollback_move_stable_within_the_served_versions(tmp_path):
+  path = _model_config(tmp_path / "models.config", tmp_path, {"stable": 1, "canary": 2}, [1, 2])
+  config = push_lib.LabelConfig(path, "m")
+  promoted = push_lib.promote(config)
+  assert (promoted.labels, promoted.versions) == ({"canary": 2, "stable": 2}, (1, 2))
+  assert promoted.reason == "stable moved from 1 to 2"
+  # What the servers read back: the same labels, a specific policy.
+  from serving import config as serving_config
+  (model,) = serving_config.read_model_config_file(path)
+  assert model.version_labels == (("canary", 2), ("stable", 2)) and model.version_policy == ("specific", (1, 2))
+  rolled = push_lib.rollback(config)
+  assert (rolled.labels, rolled.versions, rolled.reason) == ({"stable": 1}, (1, 2), "stable rolled back from 2 to 1")
+  with pytest.raises(StageError, match=r"no earlier version of m is served beside stable version 1 \(served: \[1, 2\]\)"):
+    push_lib.rollback(config)
+  with pytest.raises(StageError, match="has no 'canary' label"):
+    push_lib.promote(config)
+  with pytest.raises(StageError, match=r"model 'x' is not in .* \(it has \['m'\]\)"):
+    push_lib.promote(push_lib.LabelConfig(path, "x"))
+  with pytest.raises(StageError, match="labelling a new version needs --server"):
+    push_lib.load_canary(config, 3)
+  (tmp_path / "bad.config").write_text("model_config_list { config { nme: 1 } }")
+  with pytest.raises(StageError, match="is not a ModelServerConfig text proto"):
+    push_lib.rollback(push_lib.LabelConfig(str(tmp_path / "bad.config"), "m"))
+  assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]  # atomic writes leave no temporary file
+
+
+def test_label_rollout_and_rollback_under_load_fail_no_request(tmp_path):
+  """8 clients pinned to `stable` while a new version is pushed, loaded as canary, promoted and rolled back."""
+  from serving import client as client_lib, config as serving_config
+  from serving.server_lib import ModelServer
+  from tests.test_serving_models import ToyTranslator, save_toy
+  serving_root = tmp_path / "serving"
+  save_toy(ToyTranslator(1), str(serving_root / "m" / "1"))
+  candidate = save_toy(ToyTranslator(2), str(tmp_path / "export"))
+  path = _model_config(tmp_path / "models.config", serving_root / "m", {"stable": 1}, [1])
+  server = ModelServer(serving_config.ServerConfig(model_config_file=path, port=0, enable_model_warmup=False,
+                                                   model_config_file_poll_wait_seconds=0.1,
+                                                   file_system_poll_wait_seconds=0.1)).start()
+  target = f"127.0.0.1:{server.port}"
+  stop, seen, errors = threading.Event(), [], []
+
+  def pinned(seed):
+    with client_lib.TranslationClient(target, "m", version_label="stable", retries=0) as client:
+      images = np.full([1, 2, 2, 3], seed, np.uint8)
+      while not stop.is_set():
+        try:
+          out = client.predict("a2b", {"images": images})
+          assert np.array_equal(out["images"], 255 - images)
+          seen.append(int(out["version"][0]))
+        except Exception as e:  # any failure is what this test looks for
+          errors.append(e)
+
+  threads = [threading.Thread(target=pinned, args=(i,)) for i in range(8)]
+  marks = {}
+  try:
+    for t in threads:
+      t.start()
+    eval_dir, infra_dir = _bless(tmp_path)
+    pushed = push_lib.run(push_lib.PushConfig(candidate, str(serving_root), "m", eval_dir, infra_dir))
+    assert pushed.version == 2
+    labels = push_lib.LabelConfig(path, "m", server=target, timeout=60)
+    canary = push_lib.load_canary(labels, 2)
+    assert (canary.labels, canary.versions) == ({"canary": 2, "stable": 1}, (1, 2))
+    marks["canary"] = len(seen)
+    time.sleep(0.3)
+    assert push_lib.promote(labels).labels == {"canary": 2, "stable": 2}
+    marks["promoted"] = len(seen)
+    time.sleep(0.3)
+    assert push_lib.rollback(labels).labels == {"stable": 1}
+    marks["rolled_back"] = len(seen)
+    time.sleep(0.3)
+  finally:
+    stop.set()
+    for t in threads:
+      t.join()
+    server.stop()
+  assert not errors, errors[:3]
+  # stable answered 1 until the promotion, then (once it had taken) 2, then 1 again after the rollback.
+  assert set(seen[:marks["canary"]]) == {1}
+  assert seen[marks["promoted"]:marks["rolled_back"]].count(2) > 0
+  assert set(seen[marks["rolled_back"] + 8:]) == {1} and len(seen) > marks["rolled_back"] + 8
+
+
+def test_push_cli_rollback_prints_the_move(tmp_path):
+  path = _model_config(tmp_path / "models.config", tmp_path, {"stable": 5}, [4, 5])
+  proc = subprocess.run([sys.executable, "-m", "components.push", "--rollback", f"--model_config_file={path}",
+                         "--model_name=m"], cwd=os.path.dirname(os.path.dirname(__file__)), capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr
+  assert "push: stable rolled back from 5 to 4; labels {'stable': 4}, served versions [4, 5]" in proc.stderr
