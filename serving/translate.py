@@ -2,7 +2,7 @@
 
   python -m serving.translate --saved_model=EXPORT_DIR --input=FOLDER|IMAGE|VIDEO --output_dir=OUT \
       [--direction=a2b] [--num_styles=K | --style_image=REF] [--seed=0] [--batch_size=4] \
-      [--tile_size=512] [--tile_overlap=64] [--video_output=video|frames] [--noprogress]
+      [--tile_size=512] [--tile_overlap=TILE/8] [--video_output=video|frames] [--noprogress]
 
 Loads the SavedModel in this process and calls only its signatures (serving/translate_lib.py says what is
 written where). Prints one summary line; exits 0 when every input was translated, 2 when some files were skipped
@@ -28,8 +28,8 @@ flags.DEFINE_integer("seed", 0, "MUNIT: seed of the first style.")
 flags.DEFINE_integer("batch_size", 4, "Images (or tiles, frames) of one size per signature call.")
 flags.DEFINE_integer("tile_size", 512, "Images with a side over this many pixels are translated in overlapping "
                      "tiles of at most this size (fully convolutional models).")
-flags.DEFINE_integer("tile_overlap", 64, "Pixels shared by adjacent tiles, blended with a raised-cosine ramp "
-                     "(0 = hard seams).")
+flags.DEFINE_integer("tile_overlap", None, "Pixels shared by adjacent tiles, blended with a raised-cosine ramp "
+                     "(0 = hard seams; default: --tile_size / 8).")
 flags.DEFINE_enum("video_output", "video", ["video", "frames"], "A video input gives .mp4 files or PNG frames.")
 flags.DEFINE_bool("progress", True, "Show a progress bar with ETA on stderr.")
 

@@ -67,7 +67,7 @@ class TranslateConfig:
     seed: MUNIT: the seed of the first style.
     batch_size: pieces (images, tiles, frames) of one size per signature call.
     tile_size: images with a side over this are translated in tiles of at most tile_size x tile_size.
-    tile_overlap: pixels adjacent tiles share at least (blended); 0 gives hard seams.
+    tile_overlap: pixels adjacent tiles share at least (blended); 0 gives hard seams; None: tile_size // 8.
     video_output: "video" (an .mp4 per output stream) or "frames" (PNG frames).
     progress: show a progress bar with ETA (tqdm, on stderr).
   """
@@ -81,7 +81,7 @@ class TranslateConfig:
   seed: int = 0
   batch_size: int = 4
   tile_size: int = 512
-  tile_overlap: int = 64
+  tile_overlap: int | None = None
   video_output: str = "video"
   progress: bool = True
 
@@ -97,6 +97,8 @@ class TranslateConfig:
       raise TranslateError(f"--batch_size must be >= 1, got {self.batch_size}")
     if self.tile_size < 16:
       raise TranslateError(f"--tile_size must be >= 16 pixels, got {self.tile_size}")
+    if self.tile_overlap is None:
+      object.__setattr__(self, "tile_overlap", self.tile_size // 8)
     if not 0 <= self.tile_overlap <= self.tile_size // 2:
       raise TranslateError(f"--tile_overlap must be between 0 and --tile_size / 2 = {self.tile_size // 2}, got "
                            f"{self.tile_overlap}")
@@ -161,7 +163,7 @@ class SignatureModel:
     except ServingError as e:
       raise TranslateError(f"cannot load the SavedModel {self.path}: {e.message}") from None
     self.signatures = {name: (tuple(sorted(s.inputs)), tuple(sorted(s.outputs)))
-                       for name, s in self._servable.signature_defs.items()}
+                       for name, s in self._servable.signature_defs.items() if not name.startswith("__")}
     card = {}
     card_path = os.path.join(self.path, MODEL_CARD)
     if os.path.isfile(card_path):
@@ -174,7 +176,7 @@ class SignatureModel:
   def require(self, name: str, why: str) -> tuple:
     """(inputs, outputs) of signature `name`, or TranslateError saying which option needs it."""
     if name not in self.signatures:
-      raise TranslateError(f"{why} needs a model with a {name!r} signature; {self.path} has "
+      raise TranslateError(f"{why} needs a model with the {name!r} signature; {self.path} has "
                            f"{', '.join(sorted(self.signatures))}")
     return self.signatures[name]
 
@@ -545,16 +547,15 @@ class _VideoSink:
   def _write(self, index: int, results) -> None:
     direction = self.config.direction
     for suffix, image, attention in results or ():
-      streams = [("", image)]
-      if attention is not None:
-        streams.append(("_attention", np.repeat(
-            np.clip(attention * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)))
+      streams = [("", image)] + ([("_attention", attention)] if attention is not None else [])
       for kind, frame in streams:
         if self.config.video_output == "frames":
           folder = os.path.join(self.config.output_dir, f"{self.stem}_frames")
           self.written.append(_write_png(os.path.join(folder, f"frame{index:06d}_{direction}{suffix}{kind}.png"),
-                                         frame if kind == "" else frame[..., 0]))
+                                         frame))
           continue
+        if frame.ndim == 2:  # attention in [0, 1] -> grey RGB, quantised as write_png does
+          frame = np.repeat(np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
         key = suffix + kind
         if key not in self.writers:
           path = os.path.join(self.config.output_dir, f"{self.stem}_{direction}{key}.mp4")
