@@ -21,10 +21,12 @@ import time
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
 from serving import tensors
+# TF Serving's protos and stubs without importing TensorFlow (serving/wire.py): the client starts in a fraction
+# of the time and memory.
+from serving.wire import (get_model_metadata_pb2, get_model_status_pb2, model_pb2, model_service_pb2_grpc,
+                          predict_pb2, prediction_service_pb2_grpc)
 
 DIRECTIONS = ("a2b", "b2a")
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]

@@ -8,7 +8,7 @@ shape and an empty field means zeros; anything else is a parsing error.
 from __future__ import annotations
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from serving.wire import tensor_pb2, tensor_shape_pb2, types_pb2  # without TensorFlow's import
 
 # DataType -> (numpy dtype, TensorProto value field, TF's DataTypeString name).
 _DTYPES = {

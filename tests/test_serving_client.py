@@ -116,3 +116,29 @@ def test_cli_writes_pngs_and_exits_1_with_one_line_for_an_unreachable_server(ser
   code, _, err = results["unreachable"]
   lines = [line for line in err.splitlines() if line.startswith("serving.client: error:")]
   assert code == 1 and len(lines) == 1 and "cannot reach the model server at " + dead in lines[0], err
+
+
+def test_client_library_builds_requests_without_importing_tensorflow():
+  """The client needs TF Serving's protos only: importing it and building a request must not import TensorFlow
+  (seconds and ~0.8 GB); a later `import tensorflow` in the same process reuses the same message classes."""
+  script = (
+      "import sys\n"
+      "import numpy as np\n"
+      "from serving import client, tensors\n"
+      "request = client.predict_pb2.PredictRequest()\n"
+      "request.model_spec.name = 'm'\n"
+      "request.inputs['images'].CopyFrom(tensors.to_tensor_proto(np.zeros([1, 2, 2, 3], np.uint8)))\n"
+      "c = client.TranslationClient('127.0.0.1:1', 'm')\n"
+      "c.close()\n"
+      "print('tensorflow' in sys.modules, len(request.SerializeToString()))\n"
+      "import tensorflow as tf\n"
+      "proto = tf.make_tensor_proto(np.arange(3, dtype=np.int64))\n"
+      "request.inputs['seed'].CopyFrom(proto)\n"
+      "print(type(proto) is type(request.inputs['seed']), tf.make_ndarray(request.inputs['images']).shape)\n")
+  env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  first, second = proc.stdout.splitlines()[-2:]
+  assert first.split()[0] == "False"  # TensorFlow was not imported by the client
+  assert second == "True (1, 2, 2, 3)"  # TF imported afterwards shares the client's TensorProto class
