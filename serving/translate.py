@@ -29,7 +29,7 @@ flags.DEFINE_integer("batch_size", 4, "Images (or tiles, frames) of one size per
 flags.DEFINE_integer("tile_size", 512, "Images with a side over this many pixels are translated in overlapping "
                      "tiles of at most this size (fully convolutional models).")
 flags.DEFINE_integer("tile_overlap", None, "Pixels shared by adjacent tiles, blended with a raised-cosine ramp "
-                     "(0 = hard seams; default: --tile_size / 8).")
+                     "(tiles are spaced evenly, so they may share more; default: --tile_size / 8).")
 flags.DEFINE_enum("video_output", "video", ["video", "frames"], "A video input gives .mp4 files or PNG frames.")
 flags.DEFINE_bool("progress", True, "Show a progress bar with ETA on stderr.")
 

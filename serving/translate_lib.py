@@ -67,7 +67,8 @@ class TranslateConfig:
     seed: MUNIT: the seed of the first style.
     batch_size: pieces (images, tiles, frames) of one size per signature call.
     tile_size: images with a side over this are translated in tiles of at most tile_size x tile_size.
-    tile_overlap: pixels adjacent tiles share at least (blended); 0 gives hard seams; None: tile_size // 8.
+    tile_overlap: pixels adjacent tiles share at least (blended); None: tile_size // 8. Tiles are spaced evenly,
+      so they may share more; 0 gives hard seams only where tiles fit the image exactly.
     video_output: "video" (an .mp4 per output stream) or "frames" (PNG frames).
     progress: show a progress bar with ETA (tqdm, on stderr).
   """
