@@ -1,11 +1,16 @@
-"""Server-side request batching, as TF Serving's BatchingSession does it.
+"""Server-side request batching, as TF Serving's BatchingSession does it (tensorflow_serving/batching/
+batching_session.cc).
 
-Requests for the same signature whose inputs agree on everything but dim 0 (same aliases, dtypes, and shapes
-[1:]) join the open batch of their queue; a batch runs when it reaches `max_batch_size` rows or when its first
-request has waited `batch_timeout_micros`. The batch's inputs are concatenated on dim 0 (padded up to the next
-`allowed_batch_sizes` entry by repeating the first row), the signature runs once, and every output is split
-back on dim 0. A request larger than max_batch_size, or one that would need more than `max_enqueued_batches`
-open batches in its queue, is refused the way TF Serving refuses it.
+Requests for the same signature (same input aliases and outputs: TF Serving's TensorSignature) join the open
+batch of their queue; a batch runs when it reaches `max_batch_size` rows or when its first request has waited
+`batch_timeout_micros`. The batch's inputs are concatenated on dim 0 (padded up to the next
+`allowed_batch_sizes` entry by repeating the last request's first row), the signature runs once, and every
+output is split back on dim 0. Requests whose inputs differ beyond dim 0 (images of different sizes) may share a
+batch, as in TF Serving: without `pad_variable_length_inputs` the whole batch fails with its FAILED_PRECONDITION
+(tensorflow/serving#1934); with it every input is padded at the end of each dimension to the batch's largest,
+with the input's first value (MergeInputTensors / AddPadding), and outputs come back at the padded size. A
+request larger than max_batch_size, or one that would need more than `max_enqueued_batches` open batches in its
+queue, is refused the way TF Serving refuses it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ def is_batchable(inputs: dict) -> bool:
   return len(sizes) == 1 and None not in sizes and next(iter(sizes)) > 0
 
 
+def _pad_to(array: np.ndarray, sizes: list) -> np.ndarray:
+  """Pads `array` at the end of every dimension but the first up to `sizes`, with its first value (AddPadding)."""
+  widths = [(0, 0)] + [(0, sizes[d] - array.shape[d]) for d in range(1, array.ndim)]
+  if all(w == (0, 0) for w in widths):
+    return array
+  if array.size == 0:
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Got empty tensor in batch of non-empty tensors.")
+  return np.pad(array, widths, mode="constant", constant_values=array.reshape(-1)[0])
+
+
 class _Batch:
   """An open or closed batch: its tasks (inputs, size, future) and when its first task arrived."""
 
@@ -37,6 +52,7 @@ class _Batch:
     self.size = 0
     self.created = time.monotonic()
     self.closed = False
+    self.tensor_names = {}
 
 
 class BatchScheduler:
@@ -60,14 +76,16 @@ class BatchScheduler:
     for thread in self._threads:
       thread.start()
 
-  def submit(self, signature_name: str, inputs: dict, outputs: tuple) -> dict:
-    """Enqueues one request ([n, ...] inputs) and waits for its [n, ...] outputs."""
+  def submit(self, signature_name: str, inputs: dict, outputs: tuple, tensor_names: dict | None = None) -> dict:
+    """Enqueues one request ([n, ...] inputs) and waits for its [n, ...] outputs.
+
+    tensor_names: alias -> the graph tensor name TF Serving's errors name (e.g. "a2b_images:0"); default alias.
+    """
     size = int(next(iter(inputs.values())).shape[0])
     if size > self._config.max_batch_size:
       raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                          f"Task size {size} is larger than maximum input batch size {self._config.max_batch_size}")
-    key = (signature_name, outputs,
-           tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items())))
+    key = (signature_name, outputs, tuple(sorted(inputs)))
     future = concurrent.futures.Future()
     with self._cond:
       if self._stopping:
@@ -80,6 +98,7 @@ class BatchScheduler:
           raise ServingError(grpc.StatusCode.UNAVAILABLE,
                              "The batch scheduling queue to which this task was submitted is full")
         queue.append(_Batch(signature_name, outputs))
+        queue[-1].tensor_names = dict(tensor_names or {})
       batch = queue[-1]
       batch.tasks.append((inputs, size, future, time.monotonic()))
       batch.size += size
@@ -124,21 +143,36 @@ class BatchScheduler:
         return
       self._run_batch(batch)
 
+  def _merge(self, batch: _Batch) -> dict:
+    """The batch's inputs concatenated on dim 0 (MergeInputTensors), or FAILED_PRECONDITION for mixed shapes."""
+    task_inputs = [t[0] for t in batch.tasks]
+    if self._config.pad_variable_length_inputs:
+      task_inputs = [{k: _pad_to(v, [max(t[k].shape[d] for t in task_inputs) for d in range(v.ndim)])
+                      for k, v in inputs.items()} for inputs in task_inputs]
+    else:
+      for inputs in task_inputs[1:]:
+        for alias in sorted(inputs):
+          if inputs[alias].shape[1:] != task_inputs[0][alias].shape[1:]:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
+                f"Tensors with name '{batch.tensor_names.get(alias, alias)}' from different tasks have different "
+                "shapes and padding is turned off. Set pad_variable_length_inputs to true, or ensure that all "
+                "tensors with the same name have equal dimensions starting with the first dim."))
+    target = next((s for s in self._config.allowed_batch_sizes if s >= batch.size), batch.size)
+    merged = {}
+    for alias in task_inputs[0]:
+      parts = [inputs[alias] for inputs in task_inputs]
+      if target > batch.size:  # TF Serving pads with the first row of the last task's tensor
+        parts.append(np.repeat(parts[-1][:1], target - batch.size, axis=0))
+      merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    return merged
+
   def _run_batch(self, batch: _Batch) -> None:
     """Concatenates, pads, runs once, splits; every task gets its rows or the batch's error."""
     tasks = batch.tasks
     dequeued = time.monotonic()
     try:
-      if len(tasks) == 1:
-        merged = tasks[0][0]
-      else:
-        merged = {k: np.concatenate([t[0][k] for t in tasks], axis=0) for k in tasks[0][0]}
-      padded = batch.size
-      target = next((s for s in self._config.allowed_batch_sizes if s >= batch.size), batch.size)
-      if target > batch.size:
-        merged = {k: np.concatenate([v, np.repeat(v[:1], target - batch.size, axis=0)], axis=0)
-                  for k, v in merged.items()}
-        padded = target
+      merged = self._merge(batch)
+      padded = next(iter(merged.values())).shape[0]
       if self._on_batch is not None:
         self._on_batch([t[1] for t in tasks], padded, [dequeued - t[3] for t in tasks])
       result = self._run_fn(batch.signature_name, merged, batch.outputs)

@@ -63,9 +63,12 @@ class ModelConfig:
 class BatchingConfig:
   """Server-side batching (TF Serving's BatchingParameters and their defaults).
 
-  Requests to the same signature with the same non-batch input shapes that arrive within
-  `batch_timeout_micros` of each other are concatenated on dim 0 (up to `max_batch_size` rows), run once
-  and split again. `allowed_batch_sizes` (ascending, last == max_batch_size) pads a batch up to the next size.
+  Requests to the same signature that arrive within `batch_timeout_micros` of each other are concatenated on
+  dim 0 (up to `max_batch_size` rows), run once and split again. `allowed_batch_sizes` (ascending, last ==
+  max_batch_size) pads a batch up to the next size. As in TF Serving's BatchingSession, requests whose inputs
+  differ in other dimensions (images of different sizes) can land in one batch: without
+  `pad_variable_length_inputs` every request of that batch fails (FAILED_PRECONDITION); with it each input is
+  padded at the end of every dimension to the batch's largest, with its own first value (so are the outputs).
   """
 
   max_batch_size: int = 1000
@@ -73,6 +76,7 @@ class BatchingConfig:
   max_enqueued_batches: int = 10
   num_batch_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
   allowed_batch_sizes: tuple = ()
+  pad_variable_length_inputs: bool = False
 
   def __post_init__(self):
     if self.max_batch_size < 1 or self.num_batch_threads < 1 or self.max_enqueued_batches < 1:
@@ -235,6 +239,8 @@ def parse_batching_parameters_text(text: str, source: str = "batching parameters
       overrides[name] = int(getattr(proto, name).value)
   if proto.allowed_batch_sizes:
     overrides["allowed_batch_sizes"] = tuple(int(s) for s in proto.allowed_batch_sizes)
+  if proto.pad_variable_length_inputs:
+    overrides["pad_variable_length_inputs"] = True
   try:
     return BatchingConfig(**overrides)
   except ValueError as e:

@@ -183,7 +183,8 @@ class Servable:
         self.check_pixels(alias, inputs[alias].shape)
     start = time.monotonic()
     if self._batcher is not None and batching.is_batchable(inputs):
-      result = self._batcher.submit(name, inputs, outputs)
+      result = self._batcher.submit(name, inputs, outputs,
+                                    tensor_names={k: v.name for k, v in signature.inputs.items()})
     else:
       result = self._run(name, inputs, outputs)
     if self._metrics is not None:  # TF Serving times Session::Run (its batching session included), on success
