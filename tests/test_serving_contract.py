@@ -331,3 +331,55 @@ def test_rest_malformed_requests_are_400_with_an_error(server):
     assert (status, doc) == (400, {"error": "Malformed request: GET /v1/models/toy/versions/x"})
   else:
     assert status in (400, 404) and doc["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SERVERS)
+def test_batching_mixed_sizes_and_metrics_page(kind, serving_root, tmp_path):
+  """With --enable_batching, two raw requests of different sizes that meet in a batch fail together with TF
+  Serving's FAILED_PRECONDITION while encoded images of different sizes batch; the Prometheus page counts them."""
+  import concurrent.futures
+  import threading
+  from prometheus_client.parser import text_string_to_metric_families
+  binary = None
+  if kind == "tensorflow_model_server":
+    binary = shutil.which("tensorflow_model_server")
+    if binary is None:
+      pytest.skip("tensorflow_model_server is not on PATH: the contract suite ran against serving.server only")
+  (tmp_path / "batching.txt").write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 2000000 } "
+                                         "num_batch_threads { value: 1 }")
+  (tmp_path / "monitoring.txt").write_text('prometheus_config { enable: true path: "/metrics" }')
+  rest_port = process.free_port()
+  args = [f"--model_config_file={os.path.join(serving_root, 'models.config')}", f"--rest_api_port={rest_port}",
+          "--file_system_poll_wait_seconds=0", "--enable_batching=true",
+          f"--batching_parameters_file={tmp_path / 'batching.txt'}",
+          f"--monitoring_config_file={tmp_path / 'monitoring.txt'}"]
+  with process.ServerProcess(args, process.free_port(), binary=binary) as proc:
+    client_lib.TranslationClient(proc.target, "toy").wait_until_available(60)
+
+    def together(calls):
+      barrier = threading.Barrier(len(calls))
+      def one(call):
+        with client_lib.TranslationClient(proc.target, "toy", version=1, retries=0) as client:
+          barrier.wait()
+          try:
+            return call(client)
+          except client_lib.TranslationError as e:
+            return e
+      with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(one, calls))
+
+    raw = together([lambda c: c.predict("a2b", {"images": _images(1, 4)}),
+                    lambda c: c.predict("a2b", {"images": _images(1, 6)})])
+    encoded = together([lambda c, s=s: c.predict("a2b_encoded", {"image_bytes": np.array(
+        [png_bytes(_images(1, s)[0])], dtype=object)}) for s in (4, 6)])
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/metrics", timeout=30) as response:
+      page = response.read().decode()
+  message = ("FAILED_PRECONDITION: Tensors with name 'a2b_images:0' from different tasks have different shapes and "
+             "padding is turned off. Set pad_variable_length_inputs to true, or ensure that all tensors with the same "
+             "name have equal dimensions starting with the first dim.")
+  assert [(r.code, str(r)) for r in raw] == [(grpc.StatusCode.FAILED_PRECONDITION, message)] * 2
+  assert not [r for r in encoded if isinstance(r, Exception)], encoded
+  counts = {s.labels["status"]: s.value for f in text_string_to_metric_families(page) for s in f.samples
+            if s.name == ":tensorflow:serving:request_count" and s.labels.get("model_name") == "toy"}
+  assert counts == {"FAILED_PRECONDITION": 2, "OK": 2}
