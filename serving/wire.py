@@ -57,4 +57,13 @@ def _import_without_tensorflow_init() -> dict:
       del sys.modules["tensorflow"]
 
 
-globals().update(_import_without_tensorflow_init())
+_LOADED = _import_without_tensorflow_init()
+tensor_pb2 = _LOADED["tensor_pb2"]
+tensor_shape_pb2 = _LOADED["tensor_shape_pb2"]
+types_pb2 = _LOADED["types_pb2"]
+get_model_metadata_pb2 = _LOADED["get_model_metadata_pb2"]
+get_model_status_pb2 = _LOADED["get_model_status_pb2"]
+model_pb2 = _LOADED["model_pb2"]
+model_service_pb2_grpc = _LOADED["model_service_pb2_grpc"]
+predict_pb2 = _LOADED["predict_pb2"]
+prediction_service_pb2_grpc = _LOADED["prediction_service_pb2_grpc"]
