@@ -23,7 +23,7 @@ writes says `size_multiple` and `fixed_size`; without a card any size is assumed
 Outputs: `<stem>_<direction>.png` (MUNIT with num_styles K > 1: `<stem>_<direction>_style<k>.png`; U-GAT-IT
 also `<stem>_<direction>[_style<k>]_attention.png`), the names `python -m serving.client` writes, in the input's
 sub-folder under output_dir. A video gives `<stem>_<direction>[_style<k>][_attention].mp4` (H.264, the input's
-frame rate) or, with video_output="frames", PNG frames `<stem>_frames/frame<NNNNNN>_<direction>....png`.
+frame rate and size: yuv420p, or yuv444p when a side is odd) or, with video_output="frames", PNG frames `<stem>_frames/frame<NNNNNN>_<direction>....png`.
 MUNIT: style k uses seed `seed + k` (the a2b signature's `seed`); with `style_image` the style comes from
 `<direction>_reference` once and every image goes through `<direction>_style`.
 Batching: up to batch_size pieces (whole images, tiles or frames) of the same size go into one signature call.
@@ -560,8 +560,11 @@ class _VideoSink:
         key = suffix + kind
         if key not in self.writers:
           path = os.path.join(self.config.output_dir, f"{self.stem}_{direction}{key}.mp4")
+          # yuv420p plays everywhere but needs even sides; an odd side keeps its size with yuv444p.
+          even = frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0
           writer = _ffmpeg().write_frames(path, (frame.shape[1], frame.shape[0]), fps=self.fps, codec="libx264",
-                                          pix_fmt_out="yuv420p", macro_block_size=2, ffmpeg_log_level="error")
+                                          pix_fmt_out="yuv420p" if even else "yuv444p", macro_block_size=1,
+                                          ffmpeg_log_level="error")
           writer.send(None)
           self.writers[key] = (path, writer)
         self.writers[key][1].send(np.ascontiguousarray(frame).tobytes())

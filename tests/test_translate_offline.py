@@ -314,6 +314,17 @@ def test_video_frames_are_translated_into_a_video_and_into_frames(loaded, tmp_pa
     meta = next(reader)
     assert meta["size"] == (64, 64) and abs(meta["fps"] - 10) < 1e-6
     assert len(list(reader)) == 5
+  # An odd size is kept (yuv444p; yuv420p would need even sides).
+  odd = str(tmp_path / "odd.mp4")
+  writer = ffmpeg.write_frames(odd, (33, 31), fps=5, codec="libx264", pix_fmt_out="yuv444p", macro_block_size=1,
+                               ffmpeg_log_level="error")
+  writer.send(None)
+  for t in range(3):
+    writer.send(np.full([31, 33, 3], 60 * t, np.uint8).tobytes())
+  writer.close()
+  odd_result = _run(loaded["toy"], odd, tmp_path / "odd")
+  reader = ffmpeg.read_frames(odd_result.written[0])
+  assert next(reader)["size"] == (33, 31) and len(list(reader)) == 3
   # Frames mode: each PNG frame equals the translation of that decoded input frame as an image.
   frames = _run(loaded["ugatit"], video, tmp_path / "frames", video_output="frames")
   assert len(frames.written) == 10
