@@ -339,3 +339,29 @@ def test_video_frames_are_translated_into_a_video_and_into_frames(loaded, tmp_pa
     for kind in ("", "_attention"):
       np.testing.assert_array_equal(_png(tmp_path / "frames" / "clip_frames" / f"frame{index:06d}_a2b{kind}.png"),
                                     _png(tmp_path / "as_images" / f"frame{index:06d}_a2b{kind}.png"))
+
+
+def test_a_fixed_size_model_gets_images_resized_to_its_size_and_back(tmp_path):
+  """The model card says fixed_size 16 (as U-GAT-IT full's says its image_size): a 16 x 16 image goes in as it is,
+  others are resized to 16 x 16 and the answer back to their size; on a smooth image that round trip is close."""
+  from tests.test_serving_models import ToyTranslator, save_toy  # pylint: disable=import-outside-toplevel
+  path = save_toy(ToyTranslator(1), str(tmp_path / "fixed"))
+  os.makedirs(os.path.join(path, os.path.dirname(tl.MODEL_CARD)), exist_ok=True)
+  with open(os.path.join(path, tl.MODEL_CARD), "w") as f:
+    json.dump({"size_multiple": 1, "fixed_size": 16}, f)
+  model = tl.SignatureModel(path)
+  assert (model.fixed_size, model.size_multiple) == (16, 1)
+  rng = np.random.default_rng(0)
+  exact = rng.integers(0, 256, [16, 16, 3], np.uint8)
+  yy, xx = np.mgrid[0:40, 0:70]
+  smooth = np.stack([xx * 3, yy * 5, np.full_like(xx, 90)], -1).astype(np.uint8)
+  folder = tmp_path / "in"
+  folder.mkdir()
+  Image.fromarray(exact).save(folder / "exact.png")
+  Image.fromarray(smooth).save(folder / "smooth.png")
+  result = _run(model, folder, tmp_path / "out", tile_size=16)
+  assert (result.translated, result.tiled, result.batch_sizes) == (2, 0, (2,))  # both 16 x 16: one batch
+  np.testing.assert_array_equal(_png(tmp_path / "out" / "exact_a2b.png"), 255 - exact)
+  out = _png(tmp_path / "out" / "smooth_a2b.png").astype(int)
+  assert out.shape == (40, 70, 3)
+  assert np.abs(out - (255 - smooth.astype(int))).mean() < 3.0
