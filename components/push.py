@@ -67,7 +67,7 @@ def main(argv):
   result = run_or_exit("push", lambda: push_lib.run(push_lib.PushConfig(
       model_dir=f.model_dir, serving_root=f.serving_root, model_name=f.model_name,
       evaluation_dir=f.evaluation_dir, infra_validation_dir=f.infra_validation_dir,
-      keep_versions=f.keep_versions)))
+      keep_versions=f.keep_versions, model_config_file=f.model_config_file)))
   where = f" as version {result.version} at {result.path}" if result.pushed else ""
   print(f"push: {result.reason}{where}", file=sys.stderr)
   if result.pushed and f.model_config_file:

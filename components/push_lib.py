@@ -42,7 +42,9 @@ class PushConfig:
     model_name: the served model's name.
     evaluation_dir: components.evaluate's output directory (must hold BLESSED).
     infra_validation_dir: components.infra_validate's output directory (must hold INFRA_BLESSED).
-    keep_versions: if set (>= 1), only the newest this many versions are kept after a push.
+    keep_versions: if set (>= 1), only the newest this many versions are kept after a push (never a version
+      that `model_config_file` labels or lists in a `specific` policy: stable and its rollback target).
+    model_config_file: the ModelServerConfig the servers read, when version labels are used (see load_canary).
   """
 
   model_dir: str
@@ -51,6 +53,7 @@ class PushConfig:
   evaluation_dir: str
   infra_validation_dir: str
   keep_versions: int | None = None
+  model_config_file: str | None = None
 
   def __post_init__(self):
     if not self.model_name or os.sep in self.model_name or self.model_name.startswith("."):
@@ -144,15 +147,25 @@ def _remove_stale_hidden_dirs(model_root: str) -> None:
       shutil.rmtree(os.path.join(model_root, name), ignore_errors=True)
 
 
-def _remove_old_versions(model_root: str, keep: int) -> tuple:
-  """Removes all but the newest `keep` versions (rename to hidden, then delete); returns the removed ones."""
+def _remove_old_versions(model_root: str, keep: int, protected=()) -> tuple:
+  """Removes all but the newest `keep` versions and the `protected` ones (rename to hidden, then delete); returns
+  the removed ones."""
   versions = existing_versions(model_root)
-  removed = tuple(versions[:-keep]) if len(versions) > keep else ()
+  removed = tuple(v for v in (versions[:-keep] if len(versions) > keep else ()) if v not in protected)
   for version in removed:
     hidden = os.path.join(model_root, f"{HIDDEN_PREFIX}delete-{version}-{os.getpid()}")
     os.rename(os.path.join(model_root, str(version)), hidden)
     shutil.rmtree(hidden)
   return removed
+
+
+def _versions_in_use(config: PushConfig) -> set:
+  """Versions the model config file labels or serves through a `specific` policy (empty without the file)."""
+  if not config.model_config_file:
+    return set()
+  entry = _entry(read_model_config(config.model_config_file),
+                 LabelConfig(config.model_config_file, config.model_name))
+  return {int(v) for v in entry.version_labels.values()} | set(_served_versions(entry))
 
 
 def run(config: PushConfig) -> PushResult:
@@ -187,7 +200,8 @@ def run(config: PushConfig) -> PushResult:
       shutil.rmtree(hidden, ignore_errors=True)  # another pusher won this number: take the next one
       continue
     _fsync_dir(model_root)
-    removed = _remove_old_versions(model_root, config.keep_versions) if config.keep_versions else ()
+    removed = (_remove_old_versions(model_root, config.keep_versions, _versions_in_use(config))
+               if config.keep_versions else ())
     return PushResult(pushed=True, reason="pushed: BLESSED and INFRA_BLESSED", version=version, path=final,
                       removed_versions=removed)
   raise StageError(f"could not claim a new version under {model_root} after {MAX_RENAME_ATTEMPTS} attempts "

@@ -264,3 +264,14 @@ def test_push_cli_rollback_prints_the_move(tmp_path):
                         text=True, timeout=120, check=False)
   assert proc.returncode == 0, proc.stderr
   assert "push: stable rolled back from 5 to 4; labels {'stable': 4}, served versions [4, 5]" in proc.stderr
+
+
+def test_keep_versions_never_removes_a_labelled_or_served_version(saved_model, tmp_path):
+  root = tmp_path / "serving" / "m"
+  for v in (1, 2, 3):
+    os.makedirs(root / str(v))
+  # After a rollback: stable = 1, version 2 still listed; keep_versions=1 would otherwise delete both.
+  path = _model_config(tmp_path / "models.config", root, {"stable": 1}, [1, 2])
+  result = push_lib.run(_config(saved_model, tmp_path, keep_versions=1, model_config_file=path))
+  assert result.version == 4 and result.removed_versions == (3,)
+  assert push_lib.existing_versions(str(root)) == [1, 2, 4]

@@ -118,6 +118,7 @@ def test_cli_writes_pngs_and_exits_1_with_one_line_for_an_unreachable_server(ser
   assert code == 1 and len(lines) == 1 and "cannot reach the model server at " + dead in lines[0], err
 
 
+@pytest.mark.slow  # the subprocess imports TensorFlow once, after the check
 def test_client_library_builds_requests_without_importing_tensorflow():
   """The client needs TF Serving's protos only: importing it and building a request must not import TensorFlow
   (seconds and ~0.8 GB); a later `import tensorflow` in the same process reuses the same message classes."""
