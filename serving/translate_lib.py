@@ -23,7 +23,8 @@ writes says `size_multiple` and `fixed_size`; without a card any size is assumed
 Outputs: `<stem>_<direction>.png` (MUNIT with num_styles K > 1: `<stem>_<direction>_style<k>.png`; U-GAT-IT
 also `<stem>_<direction>[_style<k>]_attention.png`), the names `python -m serving.client` writes, in the input's
 sub-folder under output_dir. A video gives `<stem>_<direction>[_style<k>][_attention].mp4` (H.264, the input's
-frame rate and size: yuv420p, or yuv444p when a side is odd) or, with video_output="frames", PNG frames `<stem>_frames/frame<NNNNNN>_<direction>....png`.
+frame rate and size: yuv420p, or yuv444p when a side is odd) or, with video_output="frames", PNG frames
+`<stem>_frames/frame<NNNNNN>_<direction>....png`.
 MUNIT: style k uses seed `seed + k` (the a2b signature's `seed`); with `style_image` the style comes from
 `<direction>_reference` once and every image goes through `<direction>_style`.
 Batching: up to batch_size pieces (whole images, tiles or frames) of the same size go into one signature call.
