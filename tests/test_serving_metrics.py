@@ -138,7 +138,7 @@ def test_batching_records_batch_sizes_queueing_and_failed_loads(tmp_path):
       models=(config_lib.ModelConfig("toy", str(base), version_policy=("all",)),), port=0,
       file_system_poll_wait_seconds=0, enable_model_warmup=False, rest_api_port=process.free_port(),
       prometheus_path="/metrics", batching=config_lib.BatchingConfig(
-          max_batch_size=4, batch_timeout_micros=300_000, num_batch_threads=1))).start()
+          max_batch_size=4, batch_timeout_micros=1_000_000, num_batch_threads=1))).start()
   try:
     barrier = threading.Barrier(3)
     def one(i):
