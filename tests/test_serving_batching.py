@@ -43,11 +43,12 @@ def _png(image):
   return out.getvalue()
 
 
-def _together(server, calls):
-  """Runs the calls (client -> result) at the same moment from one thread each; returns results or exceptions."""
+def together(target: str, calls, **client_args):
+  """Runs the calls (client -> result) at the same moment, one thread and one TranslationClient of model "toy"
+  at `target` each (`client_args` go to the client); returns their results or TranslationErrors in order."""
   barrier = threading.Barrier(len(calls))
   def one(call):
-    with client_lib.TranslationClient(f"127.0.0.1:{server.port}", "toy", retries=0) as client:
+    with client_lib.TranslationClient(target, "toy", retries=0, **client_args) as client:
       barrier.wait()
       try:
         return call(client)
@@ -55,6 +56,10 @@ def _together(server, calls):
         return e
   with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
     return list(pool.map(one, calls))
+
+
+def _together(server, calls):
+  return together(f"127.0.0.1:{server.port}", calls)
 
 
 def _deploy_batching():

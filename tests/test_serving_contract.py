@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from serving import client as client_lib
 from serving import process, tensors
+from tests import test_serving_batching
 from tests.test_serving_models import A2B_FIXED_4X4, ToyMunit, ToyUgatit, build_toy_versions, png_bytes, save_toy
 
 MODELS_CONFIG = """
@@ -338,8 +339,6 @@ def test_rest_malformed_requests_are_400_with_an_error(server):
 def test_batching_mixed_sizes_and_metrics_page(kind, serving_root, tmp_path):
   """With --enable_batching, two raw requests of different sizes that meet in a batch fail together with TF
   Serving's FAILED_PRECONDITION while encoded images of different sizes batch; the Prometheus page counts them."""
-  import concurrent.futures
-  import threading
   from prometheus_client.parser import text_string_to_metric_families
   binary = None
   if kind == "tensorflow_model_server":
@@ -358,16 +357,7 @@ def test_batching_mixed_sizes_and_metrics_page(kind, serving_root, tmp_path):
     client_lib.TranslationClient(proc.target, "toy").wait_until_available(60)
 
     def together(calls):
-      barrier = threading.Barrier(len(calls))
-      def one(call):
-        with client_lib.TranslationClient(proc.target, "toy", version=1, retries=0) as client:
-          barrier.wait()
-          try:
-            return call(client)
-          except client_lib.TranslationError as e:
-            return e
-      with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(one, calls))
+      return test_serving_batching.together(proc.target, calls, version=1)
 
     raw = together([lambda c: c.predict("a2b", {"images": _images(1, 4)}),
                     lambda c: c.predict("a2b", {"images": _images(1, 6)})])
