@@ -26,7 +26,8 @@ flags.DEFINE_string("preset", "budget", "Preset of every family.")
 flags.DEFINE_string("work_dir", "/tmp/quality", "Scratch directory (data, runs, results.json).")
 flags.DEFINE_integer("steps", None, "Training steps (default: the preset's max_iter).")
 flags.DEFINE_multi_string("set", [], "Model config override key=value (repeatable), e.g. --set=lr=0.0002.")
-flags.DEFINE_float("ema_decay", 0.0, "Generator weight EMA decay of every run (0: off; see components.train).")
+flags.DEFINE_float("ema_decay", 0.995, "Generator weight EMA decay of every run (0: off; see components.train). "
+                   "The budget recipe: the averaged generators are measured, and the raw ones beside them.")
 flags.DEFINE_string("tag", "", "Suffix of the run directories (for sweeps).")
 FLAGS = flags.FLAGS
 
