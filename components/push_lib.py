@@ -372,14 +372,19 @@ def load_canary(config: LabelConfig, version: int) -> LabelResult:
                         + (f" and {STABLE} (the first version)" if stable is None else f"; {STABLE} is {stable}"))
 
 
-def promote(config: LabelConfig) -> LabelResult:
-  """Moves `stable` to the `canary` version; the previous stable stays served, for rollback."""
+def _labelled(config: LabelConfig, label: str, what_to_do: str):
+  """(model config proto, the model's entry, the version `label` names); StageError ending in `what_to_do` when
+  the model has no such label."""
   proto = read_model_config(config.model_config_file)
   entry = _entry(proto, config)
-  if CANARY not in entry.version_labels:
-    raise StageError(f"model {config.model_name} has no {CANARY!r} label in {config.model_config_file}; push a "
-                     "version with --model_config_file and --server first")
-  canary = int(entry.version_labels[CANARY])
+  if label not in entry.version_labels:
+    raise StageError(f"model {config.model_name} has no {label!r} label in {config.model_config_file}{what_to_do}")
+  return proto, entry, int(entry.version_labels[label])
+
+
+def promote(config: LabelConfig) -> LabelResult:
+  """Moves `stable` to the `canary` version; the previous stable stays served, for rollback."""
+  proto, entry, canary = _labelled(config, CANARY, "; push a version with --model_config_file and --server first")
   previous = entry.version_labels.get(STABLE)
   entry.version_labels[STABLE] = canary
   write_model_config(config.model_config_file, proto)
@@ -391,12 +396,7 @@ def promote(config: LabelConfig) -> LabelResult:
 def rollback(config: LabelConfig) -> LabelResult:
   """Moves `stable` back to the highest served version below it and drops `canary` (the rolled-back version
   stays loaded, unlabelled, until the next push replaces it)."""
-  proto = read_model_config(config.model_config_file)
-  entry = _entry(proto, config)
-  if STABLE not in entry.version_labels:
-    raise StageError(f"model {config.model_name} has no {STABLE!r} label in {config.model_config_file}: nothing to "
-                     "roll back")
-  current = int(entry.version_labels[STABLE])
+  proto, entry, current = _labelled(config, STABLE, ": nothing to roll back")
   earlier = [v for v in _served_versions(entry) if v < current]
   if not earlier:
     raise StageError(f"no earlier version of {config.model_name} is served beside {STABLE} version {current} "
