@@ -186,7 +186,8 @@ def test_promote_and_rollback_move_stable_within_the_served_versions(tmp_path):
   assert model.version_labels == (("canary", 2), ("stable", 2)) and model.version_policy == ("specific", (1, 2))
   rolled = push_lib.rollback(config)
   assert (rolled.labels, rolled.versions, rolled.reason) == ({"stable": 1}, (1, 2), "stable rolled back from 2 to 1")
-  with pytest.raises(StageError, match=r"no earlier version of m is served beside stable version 1 \(served: \[1, 2\]\)"):
+  with pytest.raises(StageError,
+                     match=r"no earlier version of m is served beside stable version 1 \(served: \[1, 2\]\)"):
     push_lib.rollback(config)
   with pytest.raises(StageError, match="has no 'canary' label"):
     push_lib.promote(config)
@@ -223,7 +224,7 @@ def test_label_rollout_and_rollback_under_load_fail_no_request(tmp_path):
         try:
           out = client.predict("a2b", {"images": images})
           assert np.array_equal(out["images"], 255 - images)
-          seen.append((sent, int(out["version"][0])))
+          seen.append((sent, time.monotonic(), int(out["version"][0])))
         except Exception as e:  # any failure is what this test looks for
           errors.append(e)
 
@@ -253,8 +254,9 @@ def test_label_rollout_and_rollback_under_load_fail_no_request(tmp_path):
       thread.join()
     server.stop()
   assert not errors, errors[:3]
-  # Each step returns once the server answers the label with its version: every request sent after that gets it.
-  versions = lambda start, end: {v for sent, v in seen if start <= sent < end}
+  # Each step returns once the server answers the label with its version: every request sent after that and
+  # answered before the next step began gets it (one in flight while a step runs may get either version).
+  versions = lambda start, end: {v for sent, answered, v in seen if start <= sent and answered < end}
   assert versions(0, t["promote"]) == {1}  # the push and the canary never moved stable
   assert versions(t["promoted"], t["rollback"]) == {2}
   assert versions(t["rolled_back"], float("inf")) == {1}
