@@ -465,7 +465,8 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   trainer.write_png(grid_path, image_grid.labeled_grid(
       rows, labels, scale=3, label_width=130, title=f"{name}: {step} steps, {seconds:.0f} s"))
   record = {"run": name, "family": family, "preset": preset, "seed": seed, "tag": tag, "overrides": overrides,
-            "steps": step, "ema_decay": ema_decay, "batch_size": trained_config.batch_size, "train_seconds": round(seconds, 1),
+            "steps": step, "ema_decay": ema_decay, "batch_size": trained_config.batch_size,
+            "train_seconds": round(seconds, 1),
             "images_per_sec": round(result.images_per_sec, 2), "final_losses": result.losses,
             "untrained": before, "trained": after, "trained_without_ema": raw, "grid": grid_path,
             "targets_met": targets_met(after, family)}

@@ -48,9 +48,10 @@ from PIL import Image
 
 from components import train_lib
 from components.errors import StageError
+from serving import config as config_lib
 from serving import warmup
 
-MODEL_CARD_PATH = os.path.join("assets.extra", "model_card.json")
+MODEL_CARD_PATH = config_lib.MODEL_CARD_RELATIVE_PATH
 UINT8_TOLERANCE = 1
 FLOAT_TOLERANCE = 1e-3
 VERIFY_BATCH = 2

@@ -31,6 +31,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from components.errors import StageError
 from components.push_lib import write_blessing
+from serving import config as config_lib
 from serving import warmup
 from serving.client import TranslationClient, TranslationError
 from serving.process import ServerProcess, free_port
@@ -191,11 +192,7 @@ def _replay(config: InfraValidateConfig, target: str, signatures: dict, requests
 
 def _fixed_size(saved_model_dir: str) -> int | None:
   """The only image size the model takes (model card `fixed_size`, e.g. U-GAT-IT full), None if any size."""
-  path = os.path.join(saved_model_dir, "assets.extra", "model_card.json")
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f).get("fixed_size")
+  return config_lib.read_model_card(saved_model_dir).get("fixed_size")
 
 
 def _check_rejects_other_sizes(client: TranslationClient, fixed: int) -> dict:

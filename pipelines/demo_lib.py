@@ -190,10 +190,8 @@ def run(config: DemoConfig, log=None) -> DemoResult:
 
 def _image_size(result: runner.RunResult) -> int:
   """The trained model's image size, from the model card the export stage wrote."""
-  import json  # pylint: disable=import-outside-toplevel
-  card = os.path.join(result.report("export").outputs["path"], "assets.extra", "model_card.json")
-  with open(card) as f:
-    return int(json.load(f)["image_size"])
+  from serving import config as serving_config  # pylint: disable=import-outside-toplevel
+  return int(serving_config.read_model_card(result.report("export").outputs["path"])["image_size"])
 
 
 def report_file(result: runner.RunResult) -> str | None:

@@ -27,6 +27,19 @@ DEFAULT_GRPC_PORT = 8500
 # One 4096x4096 image, or 256 images of 256x256, per input of a request (serving.servable.Servable.check_pixels).
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 WARMUP_RELATIVE_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# What components.export writes beside the warmup requests: family, sizes (size_multiple, fixed_size, image_size),
+# checkpoint and lineage of the exported model.
+MODEL_CARD_RELATIVE_PATH = os.path.join("assets.extra", "model_card.json")
+
+
+def read_model_card(saved_model_dir: str) -> dict:
+  """The model card of an exported SavedModel as a dict; {} when the SavedModel has none."""
+  import json  # pylint: disable=import-outside-toplevel
+  path = os.path.join(saved_model_dir, MODEL_CARD_RELATIVE_PATH)
+  if not os.path.isfile(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -241,7 +241,8 @@ class ModelServer:
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self.config.grpc_max_threads,
                                                                thread_name_prefix="grpc"),
                          options=_SERVER_OPTIONS)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.metrics), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(self.manager, self.metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), server)
     address = f"{self.config.host}:{self.config.port}"
     try:

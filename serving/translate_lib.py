@@ -40,10 +40,11 @@ import time
 
 import numpy as np
 
+from serving.config import MODEL_CARD_RELATIVE_PATH as MODEL_CARD, read_model_card
+
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 DIRECTIONS = ("a2b", "b2a")
 VIDEO_OUTPUTS = ("video", "frames")
-MODEL_CARD = os.path.join("assets.extra", "model_card.json")
 SKIPPED_FILE = "skipped.jsonl"
 VIDEO_EXTRA_MISSING = ("reading and writing video needs the optional extra `video` (imageio-ffmpeg, which ships "
                        "an ffmpeg binary): pip install 'i2i-translate[video]' (or: pip install imageio-ffmpeg)")
@@ -166,11 +167,7 @@ class SignatureModel:
       raise TranslateError(f"cannot load the SavedModel {self.path}: {e.message}") from None
     self.signatures = {name: (tuple(sorted(s.inputs)), tuple(sorted(s.outputs)))
                        for name, s in self._servable.signature_defs.items() if not name.startswith("__")}
-    card = {}
-    card_path = os.path.join(self.path, MODEL_CARD)
-    if os.path.isfile(card_path):
-      with open(card_path, encoding="utf-8") as f:
-        card = json.load(f)
+    card = read_model_card(self.path)
     self.size_multiple = int(card.get("size_multiple") or 1)
     self.fixed_size = int(card["fixed_size"]) if card.get("fixed_size") else None
     self.calls = []
