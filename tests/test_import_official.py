@@ -22,8 +22,10 @@ from models import official
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
-                    reason="torch is installed here: the missing-torch message cannot be observed")
+TORCH_INSTALLED = importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.skipif(TORCH_INSTALLED, reason="torch is installed here: the missing-torch message cannot be observed")
 def test_cli_without_torch_says_what_to_install(tmp_path):
   ckpt = tmp_path / "gen_00001000.pt"
   ckpt.write_bytes(b"not read")

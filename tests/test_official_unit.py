@@ -45,9 +45,9 @@ SMALL = [pytest.param(("unit", FIXTURES, STRICT), id="unit"),
          pytest.param(("unit_ms", FIXTURES, STRICT), id="unit_ms")]
 PAPER = pytest.param(("unit", os.environ.get(PAPER_ENV), PAPER_TOL), id="paper64", marks=[
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get(PAPER_ENV),
-                       reason=f"set {PAPER_ENV} to a directory written by `python -m benchmarks.official."
-                              f"make_fixtures --families=unit --paper --out=DIR` (torch + the official repo)")])
+    pytest.mark.skipif(not os.environ.get(PAPER_ENV), reason=(
+        f"set {PAPER_ENV} to a directory written by `python -m benchmarks.official.make_fixtures --families=unit "
+        "--paper --out=DIR` (torch + the official repo)"))])
 CASES = SMALL + [PAPER]
 
 
