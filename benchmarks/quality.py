@@ -11,6 +11,8 @@ and reference following. Writes <work_dir>/runs/<run>/result.json and grid.png (
 real-data reference values, and per family the mean over seeds).
 
 Sweeps: `--steps=N` and `--set=key=value` (repeatable model overrides) with `--tag=NAME` to keep the runs apart.
+Long runs: `--eval_every_steps=N --export` evaluate during training, keep the best checkpoint, measure it and the
+last one, and export with components.export's defaults (which take the best).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ flags.DEFINE_multi_string("set", [], "Model config override key=value (repeatabl
 flags.DEFINE_float("ema_decay", 0.995, "Generator weight EMA decay of every run (0: off; see components.train). "
                    "The budget recipe: the averaged generators are measured, and the raw ones beside them.")
 flags.DEFINE_string("tag", "", "Suffix of the run directories (for sweeps).")
+flags.DEFINE_integer("eval_every_steps", 0, "In-training evaluation interval (0: off), as components.train: the best "
+                     "checkpoint by --best_metric is kept and measured; the last one is measured beside it.")
+flags.DEFINE_integer("eval_images", 64, "Test images per domain of the in-training evaluation.")
+flags.DEFINE_string("best_metric", "kid", "Metric of the best checkpoint (components.train --best_metric).")
+flags.DEFINE_bool("export", False, "Export every run with components.export's defaults and record which "
+                  "checkpoint it took (the lineage).")
 FLAGS = flags.FLAGS
 
 
@@ -50,6 +58,8 @@ def main(argv):
                                          work_dir=FLAGS.work_dir, data_dir=data_dir, arrays=arrays,
                                          classifiers=classifiers, steps=FLAGS.steps, overrides=overrides,
                                          tag=FLAGS.tag, ema_decay=FLAGS.ema_decay,
+                                         eval_every_steps=FLAGS.eval_every_steps, eval_images=FLAGS.eval_images,
+                                         best_metric=FLAGS.best_metric, export=FLAGS.export,
                                          log=lambda line: print(line, flush=True)))
   all_records = quality_lib.collect(FLAGS.work_dir, FLAGS.preset, FLAGS.tag)  # earlier invocations' runs too
   results = {"reference": reference, "summary": quality_lib.summarize(all_records), "runs": all_records}

@@ -423,10 +423,18 @@ def grid_rows(pictures: dict[str, np.ndarray], untrained: dict[str, np.ndarray])
 
 def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str, arrays: dict,
             classifiers: Classifiers, steps: int | None = None, overrides: dict | None = None,
-            tag: str = "", ema_decay: float = 0.0, log=print) -> dict:
+            tag: str = "", ema_decay: float = 0.0, eval_every_steps: int = 0, eval_images: int = 64,
+            best_metric: str = "kid", export: bool = False, log=print) -> dict:
   """Trains `family`/`preset` with `seed` through components.train_lib.run, measures step 0 and the trained
   model (with `ema_decay` > 0 the generators' moving averages, as export would use), writes <run_dir>/result.json
-  and grid.png; returns the result dict."""
+  and grid.png; returns the result dict.
+
+  With `eval_every_steps` > 0 the run evaluates itself every that many steps on `eval_images` test images per
+  domain and keeps the best checkpoint by `best_metric` (components.train); "trained" then measures the checkpoint
+  export picks by default (best), "trained_latest" the last one, and the record holds the in-training curve of
+  `best_metric` (read back from TensorBoard) and best.json. `export` runs components.export_lib on the model_dir
+  with its defaults and records which checkpoint it exported (the lineage entry).
+  """
   import keras  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from components import image_grid, train_lib, trainer  # pylint: disable=import-outside-toplevel
@@ -441,8 +449,9 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   total = steps if steps is not None else train_lib.build_model_config(fam, preset, overrides).max_iter
   config = train_lib.TrainConfig(
       family=family, data_dir=data_dir, model_dir=model_dir, preset=preset, model_overrides=overrides,
-      steps=total, seed=seed, checkpoint_every_steps=total, summary_every_steps=max(1, total // 20),
-      sample_every_steps=0, ema_decay=ema_decay)
+      steps=total, seed=seed, checkpoint_every_steps=eval_every_steps or total, keep_checkpoints=2,
+      summary_every_steps=max(1, total // 20), sample_every_steps=0, ema_decay=ema_decay,
+      eval_every_steps=eval_every_steps, eval_images=eval_images, best_metric=best_metric)
   model_config = train_lib.build_model_config(fam, preset, overrides)
   keras.utils.set_random_seed(seed)
   untrained_model = fam.build_model(model_config)
@@ -451,7 +460,7 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   start = time.time()
   result = train_lib.run(config)
   seconds = time.time() - start
-  loaded = train_lib.load_model_dir(model_dir)
+  loaded = train_lib.load_model_dir(model_dir)  # "auto": the best checkpoint when the run kept one
   trained_config, model, step = loaded.config, loaded.model, loaded.step
   after, pictures = measure(model, family, arrays, classifiers)
   raw = None
@@ -460,6 +469,19 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
     train_lib.restore_model(raw_model, loaded.path)
     raw, _ = measure(raw_model, family, arrays, classifiers)
     del raw_model
+  in_training = None
+  if eval_every_steps:
+    latest = train_lib.load_model_dir(model_dir, "latest")
+    curve = trainer.read_scalars(os.path.join(model_dir, train_lib.LOG_DIR)).get(f"eval/{best_metric}", {})
+    in_training = {"best": loaded.best, "loaded": loaded.describe(), "latest_step": latest.step,
+                   "trained_latest": measure(latest.model, family, arrays, classifiers)[0],
+                   "curve": {str(k): v for k, v in sorted(curve.items())}}
+    del latest
+  exported = None
+  if export:
+    from components import export_lib  # pylint: disable=import-outside-toplevel
+    exported = export_lib.run(export_lib.ExportConfig(model_dir=model_dir,
+                                                      output_dir=os.path.join(run_dir, "saved_model"))).checkpoint
   rows, labels = grid_rows(pictures, untrained_pictures)
   grid_path = os.path.join(run_dir, "grid.png")
   trainer.write_png(grid_path, image_grid.labeled_grid(
@@ -468,7 +490,8 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
             "steps": step, "ema_decay": ema_decay, "batch_size": trained_config.batch_size,
             "train_seconds": round(seconds, 1),
             "images_per_sec": round(result.images_per_sec, 2), "final_losses": result.losses,
-            "untrained": before, "trained": after, "trained_without_ema": raw, "grid": grid_path,
+            "untrained": before, "trained": after, "trained_without_ema": raw, "in_training": in_training,
+            "exported_checkpoint": exported, "grid": grid_path,
             "targets_met": targets_met(after, family)}
   with open(os.path.join(run_dir, "result.json"), "w") as f:
     json.dump(record, f, indent=2, default=float)
@@ -501,4 +524,12 @@ def format_row(record: dict) -> str:
   if raw:
     text += (f"; without EMA: content a2b {raw['content_kept_a2b']:.3f} b2a {raw['content_kept_b2a']:.3f}, "
              f"colour {raw['colour_distance_a2b']:.3f}")
+  in_training = record.get("in_training")
+  if in_training:
+    best, last = in_training["best"], in_training["trained_latest"]
+    text += (f"; best {best['metric']} {best['value']:.4g} at step {best['step']} of {in_training['latest_step']} "
+             f"(last step: content a2b {last['content_kept_a2b']:.3f} b2a {last['content_kept_b2a']:.3f})")
+  exported = record.get("exported_checkpoint")
+  if exported:
+    text += f"; exported {exported['checkpoint']} (step {exported['step']}, {exported['weights']} weights)"
   return text + f"; {record['steps']} steps in {record['train_seconds']:.0f} s"

@@ -312,6 +312,17 @@ class StopRequest:
     return False
 
 
+def read_scalars(log_dir: str) -> dict[str, dict[int, float]]:
+  """TensorBoard scalars written under `log_dir` (tf.summary.scalar): tag -> {step: value}."""
+  out: dict[str, dict[int, float]] = {}
+  for path in sorted(tf.io.gfile.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField("tensor") and not value.tensor.string_val:
+          out.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  return out
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
   """[..., 3] float in [-1, 1] -> uint8 [0, 255] (values outside are clipped)."""
   return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

@@ -98,9 +98,40 @@ def test_multi_scale_discriminator_option():
   assert _count(dis) == 3 * _count(single)  # COCOMsDis: one COCODis-like net per scale
 
 
+@pytest.mark.parametrize("resample_norm,invariant", [("in", True), ("none", False)])
+def test_resample_norm_decides_whether_the_stride_2_convs_are_instance_normalised(resample_norm, invariant):
+  # Instance norm subtracts each channel's spatial mean, so adding a constant to the bias of the conv before it
+  # cannot change the output; without the norm the same shift must show. Checked on the encoder's stride-2 conv
+  # ("down1") and the generator's stride-2 transposed conv ("up0"), the two places resample_norm governs.
+  keras.utils.set_random_seed(0)
+  encoder = Encoder(ch=4, n_front_blk=3, n_res_blk=1, resample_norm=resample_norm)
+  generator = Generator(ch=16, n_res_blk=1, n_front_blk=3, resample_norm=resample_norm)
+  for net, x, block_name in ((encoder, _images(2, 32), "down1"),
+                             (generator, tf.random.stateless_normal([2, 8, 8, 16], seed=[3, 4]), "up0")):
+    before = net(x).numpy()
+    block = next(b for b in net.blocks if b.name == block_name)
+    assert block.norm == resample_norm
+    block.conv.bias.assign(block.conv.bias + 5.0)
+    after = net(x).numpy()
+    change = float(np.max(np.abs(before - after)))
+    assert (change < 1e-3) if invariant else (change > 1e-2), (block_name, change)
+
+
+def test_resample_norm_keeps_the_parameter_count_and_is_validated():
+  paper = UNITModel(FAMILY.presets["paper"])
+  paper.build_all(32)
+  plain = UNITModel(UNITConfig(resample_norm="none"))
+  plain.build_all(32)
+  assert _count(plain.encoder_a) == OFFICIAL["encoder"] and _count(plain.generator_a) == OFFICIAL["generator"]
+  assert FAMILY.presets["paper"].resample_norm == "in" and FAMILY.presets["budget"].resample_norm == "none"
+  with pytest.raises(ValueError, match=r"UNITConfig.resample_norm must be one of 'in', 'none', got 'bn'."):
+    UNITConfig(resample_norm="bn")
+
+
 @pytest.mark.parametrize("net_fn,size", [
     (lambda: Encoder(ch=4, n_front_blk=3, n_res_blk=1), 32),
     (lambda: Generator(ch=16, n_res_blk=1, n_front_blk=3), 8),
+    (lambda: Encoder(ch=4, n_front_blk=3, n_res_blk=1, resample_norm="none"), 32),
     (lambda: Discriminator(ch=4, n_layer=3, num_scales=2), 32),
     (lambda: SharedResBlocks(n_blk=1, noise=True), 8),
 ])

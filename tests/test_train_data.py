@@ -80,14 +80,3 @@ FAST_OVERRIDES = {
     "ugatit": {"batch_size": 2, "n_res": 1, "global_dis_layers": 3, "local_dis_layers": 3},
     "unit": {"dis_n_layer": 3},
 }
-
-
-def read_scalars(log_dir: str) -> dict[str, dict[int, float]]:
-  """TensorBoard scalars written under `log_dir`: tag -> {step: value}."""
-  out: dict[str, dict[int, float]] = {}
-  for path in sorted(tf.io.gfile.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.HasField("tensor") and not value.tensor.string_val:
-          out.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
-  return out

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from components import evaluate_lib, train_lib, trainer
 from components.errors import StageError
-from tests.test_train_data import FAST_OVERRIDES, read_scalars, write_dataset
+from components.trainer import read_scalars
+from tests.test_train_data import FAST_OVERRIDES, write_dataset
 
 
 def test_best_keeper_keeps_the_best_by_direction_and_survives_a_restart(tmp_path):

@@ -15,6 +15,8 @@ import dataclasses
 
 from models.configs import ConfigMixin
 
+RESAMPLE_NORMS = ("in", "none")
+
 
 @dataclasses.dataclass(frozen=True)
 class UNITConfig(ConfigMixin):
@@ -25,6 +27,8 @@ class UNITConfig(ConfigMixin):
     n_enc_front_blk: front convs of each encoder (the first is 7x7 s1, the others 3x3 s2).
     n_enc_res_blk, n_enc_shared_blk, n_gen_shared_blk, n_gen_res_blk: ResBlocks per domain / shared.
     n_gen_front_blk: back-end of each generator (n_gen_front_blk - 1 stride-2 transposed convs + a 1x1).
+    resample_norm: norm after the encoders' stride-2 convs and the generators' stride-2 transposed convs: "in"
+      (instance norm, the paper code's COCOResGen) or "none". The ResBlocks keep their instance norms either way.
     dis_ch, dis_n_layer: discriminator width and stride-2 convs. dis_num_scales: 1 (COCODis) or more (COCOMsDis).
     gan_w, ll_direct_link_w, kl_direct_link_w, ll_cycle_link_w, kl_cycle_link_w: loss weights.
     lr, beta1, beta2, weight_decay: Adam with torch-style L2 weight decay. lr_policy: "constant" (as the paper
@@ -39,6 +43,7 @@ class UNITConfig(ConfigMixin):
   n_gen_shared_blk: int = 1
   n_gen_res_blk: int = 3
   n_gen_front_blk: int = 3
+  resample_norm: str = "in"
   dis_ch: int = 64
   dis_n_layer: int = 6
   dis_num_scales: int = 1
@@ -69,6 +74,9 @@ class UNITConfig(ConfigMixin):
     if self.n_enc_front_blk != self.n_gen_front_blk:
       raise ValueError(f"UNITConfig.n_enc_front_blk ({self.n_enc_front_blk}) and n_gen_front_blk "
                        f"({self.n_gen_front_blk}) must be equal so that outputs have the input size.")
+    if self.resample_norm not in RESAMPLE_NORMS:
+      raise ValueError(f"UNITConfig.resample_norm must be one of {', '.join(map(repr, RESAMPLE_NORMS))}, got "
+                       f"{self.resample_norm!r}.")
     if self.lr_policy not in ("constant", "step"):
       raise ValueError(f"UNITConfig.lr_policy must be 'constant' or 'step', got {self.lr_policy!r}.")
     for name in ("gan_w", "ll_direct_link_w", "kl_direct_link_w", "ll_cycle_link_w", "kl_cycle_link_w", "lr",
@@ -90,9 +98,9 @@ PRESETS = {
     # Few channels at 32x32 for tests and smoke runs; 1000 steps at the paper's constant lr.
     "tiny": UNITConfig(ch=8, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=8, dis_n_layer=4, max_iter=1000,
                        batch_size=2, image_size=32),
-    # Measured (BUILD.md, "Quality benchmark"): ~4.5 min on 2 shared CPU cores at 32 px; the paper's nets and
-    # losses, narrower and shallower, Adam lr 5e-4. Neither 1e-4 nor 5e-4 learns to translate in this budget
-    # (the translations collapse to one image per domain while the cycles reconstruct).
-    "budget": UNITConfig(ch=16, n_enc_res_blk=1, n_gen_res_blk=1, dis_ch=16, dis_n_layer=4, lr=5e-4,
-                         max_iter=1000, batch_size=8, image_size=32),
+    # Measured (BUILD.md, "Quality benchmark"): the paper's nets and losses, narrower and shallower, Adam lr 5e-4,
+    # without the instance norms of the stride-2 convs (with them the translations collapse to one image per
+    # domain in this budget while the cycles reconstruct; the ResBlocks keep theirs).
+    "budget": UNITConfig(ch=16, n_enc_res_blk=1, n_gen_res_blk=1, resample_norm="none", dis_ch=16, dis_n_layer=4,
+                         lr=5e-4, max_iter=1000, batch_size=8, image_size=32),
 }

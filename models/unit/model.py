@@ -28,13 +28,17 @@ class UNITModel(keras.Model):
       config = UNITConfig.from_dict(config)
     self.config = config
     self.size_multiple = config.size_multiple
-    self.encoder_a = Encoder(config.ch, config.n_enc_front_blk, config.n_enc_res_blk, name="encoder_a")
-    self.encoder_b = Encoder(config.ch, config.n_enc_front_blk, config.n_enc_res_blk, name="encoder_b")
+    enc_args = dict(ch=config.ch, n_front_blk=config.n_enc_front_blk, n_res_blk=config.n_enc_res_blk,
+                    resample_norm=config.resample_norm)
+    self.encoder_a = Encoder(**enc_args, name="encoder_a")
+    self.encoder_b = Encoder(**enc_args, name="encoder_b")
     self.shared_encoder = SharedResBlocks(config.n_enc_shared_blk, noise=True, name="shared_encoder")
     self.shared_decoder = SharedResBlocks(config.n_gen_shared_blk, noise=False, name="shared_decoder")
     latent = self.encoder_a.output_dim
-    self.generator_a = Generator(latent, config.n_gen_res_blk, config.n_gen_front_blk, name="generator_a")
-    self.generator_b = Generator(latent, config.n_gen_res_blk, config.n_gen_front_blk, name="generator_b")
+    gen_args = dict(ch=latent, n_res_blk=config.n_gen_res_blk, n_front_blk=config.n_gen_front_blk,
+                    resample_norm=config.resample_norm)
+    self.generator_a = Generator(**gen_args, name="generator_a")
+    self.generator_b = Generator(**gen_args, name="generator_b")
     dis_args = dict(ch=config.dis_ch, n_layer=config.dis_n_layer, num_scales=config.dis_num_scales)
     self.dis_a = Discriminator(**dis_args, name="dis_a")
     self.dis_b = Discriminator(**dis_args, name="dis_b")

@@ -3,6 +3,7 @@
 COCOResGen is split into its six parts; the shared ones are single networks used by both domains:
   Encoder (per domain)   `[B, H, W, 3]` -> `[B, H/4, W/4, 4ch]`: 7x7 s1 conv + LeakyReLU(0.01) (no norm);
                          (n_enc_front_blk - 1) x [3x3 s2 conv, IN, ReLU]; n_enc_res_blk IN ResBlocks.
+                         (`resample_norm="none"` drops the IN of the stride-2 convs here and in the Generator.)
   SharedEncoder          n_enc_shared_blk IN ResBlocks -> mu; training adds N(0, I) noise: z = mu + eps.
   SharedDecoder          n_gen_shared_blk IN ResBlocks.
   Generator (per domain) n_gen_res_blk IN ResBlocks; (n_gen_front_blk - 1) x [3x3 s2 transposed conv, IN, ReLU];
@@ -28,13 +29,13 @@ INIT = "gaussian_torch_bias"
 class Encoder(keras.Model):
   """One domain's encoder front-end (`encode_A`): `[B, H, W, 3]` -> `[B, H / 2^(n_front-1), ..., ch 2^(n_front-1)]`."""
 
-  def __init__(self, ch: int = 64, n_front_blk: int = 3, n_res_blk: int = 3, **kwargs):
+  def __init__(self, ch: int = 64, n_front_blk: int = 3, n_res_blk: int = 3, resample_norm: str = "in", **kwargs):
     super().__init__(**kwargs)
-    self.ch, self.n_front_blk, self.n_res_blk = ch, n_front_blk, n_res_blk
+    self.ch, self.n_front_blk, self.n_res_blk, self.resample_norm = ch, n_front_blk, n_res_blk, resample_norm
     blocks = [ConvBlock(ch, 7, 1, 3, "zero", "none", "leaky_relu", 0.01, init=INIT, name="conv_in")]
     for i in range(1, n_front_blk):
       ch *= 2
-      blocks.append(ConvBlock(ch, 3, 2, 1, "zero", "in", "relu", init=INIT, name=f"down{i}"))
+      blocks.append(ConvBlock(ch, 3, 2, 1, "zero", resample_norm, "relu", init=INIT, name=f"down{i}"))
     blocks += [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_res_blk)]
     self.blocks = blocks
     self.output_dim = ch
@@ -45,7 +46,8 @@ class Encoder(keras.Model):
     return x
 
   def get_config(self):
-    return {**super().get_config(), "ch": self.ch, "n_front_blk": self.n_front_blk, "n_res_blk": self.n_res_blk}
+    return {**super().get_config(), "ch": self.ch, "n_front_blk": self.n_front_blk, "n_res_blk": self.n_res_blk,
+            "resample_norm": self.resample_norm}
 
 
 @keras.saving.register_keras_serializable(package="i2i")
@@ -81,13 +83,15 @@ class SharedResBlocks(keras.Model):
 class Generator(keras.Model):
   """One domain's decoder back-end (`decode_A`): `[B, h, w, C]` -> `[B, h 2^(n_front-1), ..., 3]` in [-1, 1], float32."""
 
-  def __init__(self, ch: int = 256, n_res_blk: int = 3, n_front_blk: int = 3, output_dim: int = 3, **kwargs):
+  def __init__(self, ch: int = 256, n_res_blk: int = 3, n_front_blk: int = 3, output_dim: int = 3,
+               resample_norm: str = "in", **kwargs):
     super().__init__(**kwargs)
     self.ch, self.n_res_blk, self.n_front_blk, self.output_dim = ch, n_res_blk, n_front_blk, output_dim
+    self.resample_norm = resample_norm
     blocks = [ResBlock("zero", init=INIT, name=f"res{i}") for i in range(n_res_blk)]
     for i in range(n_front_blk - 1):
       ch //= 2
-      blocks.append(ConvTransposeBlock(ch, 3, 2, 1, 1, "in", "relu", init=INIT, name=f"up{i}"))
+      blocks.append(ConvTransposeBlock(ch, 3, 2, 1, 1, resample_norm, "relu", init=INIT, name=f"up{i}"))
     blocks.append(ConvTransposeBlock(output_dim, 1, 1, 0, 0, "none", "tanh", init=INIT, name="conv_out"))
     self.blocks = blocks
 
@@ -98,7 +102,7 @@ class Generator(keras.Model):
 
   def get_config(self):
     return {**super().get_config(), "ch": self.ch, "n_res_blk": self.n_res_blk, "n_front_blk": self.n_front_blk,
-            "output_dim": self.output_dim}
+            "output_dim": self.output_dim, "resample_norm": self.resample_norm}
 
 
 @keras.saving.register_keras_serializable(package="i2i", name="UNITDiscriminator")  # unique in i2i>
