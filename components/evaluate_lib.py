@@ -75,7 +75,7 @@ class EvaluateConfig:
   output_dir: str
   num_images: int | None = None
   batch_size: int = 8
-  feature_extractor: str = "auto"
+  feature_extractor: str = dataclasses.field(default="auto", metadata={"choices": metrics.FEATURE_EXTRACTORS})
   inception_weights: str | None = None
   kid_subsets: int = 100
   kid_subset_size: int = 1000
@@ -86,7 +86,7 @@ class EvaluateConfig:
   max_cycle_l1: float | None = None
   min_psnr: float | None = None
   baseline_model_dir: str | None = None
-  baseline_metric: str = "kid"
+  baseline_metric: str = dataclasses.field(default="kid", metadata={"choices": LOWER_IS_BETTER + HIGHER_IS_BETTER})
   baseline_margin: float = 0.0
   seed: int = 0
   checkpoint: str = "auto"

@@ -11,28 +11,27 @@ import sys
 
 from absl import app, flags
 
+from components import export_lib, options
 from components.errors import run_or_exit
 
-flags.DEFINE_string("model_dir", None, "components.train --model_dir (config.json + checkpoints/).")
-flags.DEFINE_string("output_dir", None, "Where to write the SavedModel (new or empty directory).")
-flags.DEFINE_string("stats_path", None, "Ingest stats.json to copy into the model card (optional).")
-flags.DEFINE_string("metrics_path", None, "Evaluate metrics.json to copy into the model card (optional).")
-flags.DEFINE_string("model_name", "model", "Model name written into the warmup requests' model_spec.")
-flags.DEFINE_enum("checkpoint", "auto", ["auto", "best", "latest"], "Checkpoint of --model_dir to export: best "
-                  "(kept by training's --eval_every_steps), latest, or auto (best when present, else latest).")
-flags.DEFINE_boolean("verify", True, "Reload the SavedModel in a fresh process and compare every signature "
-                     "with the Keras model (a mismatch fails the export).")
+FLAGS = flags.FLAGS
 
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
+  """One flag per ExportConfig field."""
+  return options.define_flags(export_lib.ExportConfig, flag_values)
+
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> export_lib.ExportConfig:
+  """The ExportConfig the parsed flags describe."""
+  return options.config_from_flags(export_lib.ExportConfig, flag_values)
 
 def main(argv):
   """Builds an ExportConfig from the flags and exports; a StageError exits 1 with its message."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from components import export_lib  # pylint: disable=import-outside-toplevel
-  f = flags.FLAGS
-  result = run_or_exit("export", lambda: export_lib.run(export_lib.ExportConfig(
-      model_dir=f.model_dir, output_dir=f.output_dir, stats_path=f.stats_path, metrics_path=f.metrics_path,
-      model_name=f.model_name, verify=f.verify, checkpoint=f.checkpoint)))
+  result = run_or_exit("export", lambda: export_lib.run(config_from_flags()))
   checked = "verified in a fresh process" if result.max_differences else "not verified (--noverify)"
   print(f"export: {result.family} step {result.step} ({result.checkpoint['checkpoint']} checkpoint, "
         f"{result.checkpoint['weights']} weights) -> {result.path} with signatures "
@@ -40,5 +39,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["model_dir", "output_dir"])
+  define_flags()
+  flags.mark_flags_as_required(options.required_flags(export_lib.ExportConfig))
   app.run(main)

@@ -18,28 +18,33 @@ import sys
 
 from absl import app, flags
 
+from components import import_official_lib, options
 from components.errors import run_or_exit
 
-flags.DEFINE_enum("model", None, ["unit", "munit", "ugatit"], "The family of the official checkpoint.")
-flags.DEFINE_multi_string("checkpoint", [], "An official checkpoint file (repeat for gen and dis files).")
-flags.DEFINE_string("official_config", None, "The official run's YAML config (MUNIT and UNIT).")
-flags.DEFINE_string("model_dir", None, "Where to write config.json and checkpoints/ (a new directory).")
-flags.DEFINE_integer("image_size", None, "Square image size of the imported model (default: the official crop size).")
+FLAGS = flags.FLAGS
 
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
+  """One flag per ImportConfig field (`family` is --model, `checkpoints` the repeated --checkpoint)."""
+  return options.define_flags(import_official_lib.ImportConfig, flag_values)
+
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> import_official_lib.ImportConfig:
+  """The ImportConfig the parsed flags describe."""
+  return options.config_from_flags(import_official_lib.ImportConfig, flag_values)
 
 def main(argv):
   """Builds an ImportConfig from the flags and imports; a StageError exits 1 with its message."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from components import import_official_lib  # pylint: disable=import-outside-toplevel
-  f = flags.FLAGS
-  result = run_or_exit("import_official", lambda: import_official_lib.run(import_official_lib.ImportConfig(
-      family=f.model, checkpoints=tuple(f.checkpoint), model_dir=f.model_dir, official_config=f.official_config,
-      image_size=f.image_size)))
+  result = run_or_exit("import_official", lambda: import_official_lib.run(
+      config_from_flags()))
   print(f"import_official: {result.family} iteration {result.step} -> {result.model_dir} ({result.checkpoint})",
         file=sys.stderr)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["model", "model_dir"])
+  define_flags()
+  flags.mark_flags_as_required(options.required_flags(import_official_lib.ImportConfig))
   app.run(main)

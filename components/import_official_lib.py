@@ -52,8 +52,8 @@ class ImportConfig:
       U-GAT-IT full: fixed by its checkpoint, U-GAT-IT light: 256).
   """
 
-  family: str
-  checkpoints: tuple[str, ...]
+  family: str = dataclasses.field(metadata={"flag": "model", "choices": models.FAMILY_NAMES})
+  checkpoints: tuple[str, ...] = dataclasses.field(metadata={"flag": "checkpoint"})
   model_dir: str
   official_config: str | None = None
   image_size: int | None = None

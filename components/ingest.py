@@ -14,26 +14,24 @@ Every flag not defined here is handed to Beam's PipelineOptions unchanged (--run
 
 from absl import app, flags
 
-from components import image_io, ingest_lib
+from components import ingest_lib, options
 from components.errors import StageError
 
-flags.DEFINE_string("domain_a", None, "Folder of domain A images (searched recursively).")
-flags.DEFINE_string("domain_b", None, "Folder of domain B images (searched recursively).")
-flags.DEFINE_string("dataset_dir", None, "CycleGAN-layout folder (trainA/ trainB/ [testA/ testB/]); "
-                    "replaces --domain_a/--domain_b and keeps the given split.")
-flags.DEFINE_string("output_dir", None, "Where domain_a/, domain_b/, stats.json, rejected.jsonl are written.")
-flags.DEFINE_integer("load_size", 286, "Shorter side of the stored images (larger ones are downscaled with "
-                     "antialiasing, smaller ones are kept as they are).")
-flags.DEFINE_float("test_fraction", 0.1, "Share of each domain in the test split (folder mode; by sha256).")
-flags.DEFINE_integer("max_pixels", image_io.DEFAULT_MAX_PIXELS, "Reject images whose header declares more "
-                     "pixels than this (decompression-bomb guard).")
-flags.DEFINE_string("background", "white", "Colour transparent pixels are composited on: white, black, gray, "
-                    "#rrggbb or r,g,b.")
-flags.DEFINE_integer("records_per_shard", 500, "Target records per output shard.")
-flags.DEFINE_integer("png_compress_level", image_io.PNG_COMPRESS_LEVEL, "zlib level of the stored PNGs (0..9).")
-flags.mark_flag_as_required("output_dir")
-
 FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
+  """One flag per IngestConfig field (beam_args: every argument that is not one of them)."""
+  return options.define_flags(ingest_lib.IngestConfig, flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues, beam_args: list[str]) -> ingest_lib.IngestConfig:
+  """The IngestConfig the parsed flags describe; `beam_args`: the arguments that are no flag of ours.
+
+  Raises:
+    ValueError: --background names no colour (the message lists the accepted forms).
+  """
+  return options.config_from_flags(ingest_lib.IngestConfig, flag_values, beam_args=tuple(beam_args))
 
 
 def _parse(argv: list[str]) -> list[str]:
@@ -44,14 +42,9 @@ def _parse(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
   """Builds IngestConfig from the flags, runs ingest, prints the summary table."""
   try:
-    background = image_io.parse_background(FLAGS.background)
-  except ValueError as e:
+    config = config_from_flags(FLAGS, argv[1:])
+  except ValueError as e:  # e.g. --background that names no colour
     raise app.UsageError(str(e))
-  config = ingest_lib.IngestConfig(
-      output_dir=FLAGS.output_dir, domain_a=FLAGS.domain_a, domain_b=FLAGS.domain_b,
-      dataset_dir=FLAGS.dataset_dir, load_size=FLAGS.load_size, test_fraction=FLAGS.test_fraction,
-      max_pixels=FLAGS.max_pixels, background=background, records_per_shard=FLAGS.records_per_shard,
-      png_compress_level=FLAGS.png_compress_level, beam_args=tuple(argv[1:]))
   try:
     result = ingest_lib.run(config)
   except StageError as e:
@@ -62,4 +55,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(options.required_flags(ingest_lib.IngestConfig))
   app.run(main, flags_parser=_parse)

@@ -95,10 +95,11 @@ class IngestConfig:
     load_size: shorter side of the stored images (larger images are downscaled, smaller ones kept).
     test_fraction: share of each domain put in the test split (folder mode only), decided by sha256 of the bytes.
     max_pixels: largest width*height accepted (decompression-bomb guard, checked from the header).
-    background: RGB colour transparent pixels are composited on.
+    background: RGB colour transparent pixels are composited on (flag: white, black, gray, #rrggbb or r,g,b).
     records_per_shard: target records per output shard (bounds the shard writer's memory).
     png_compress_level: zlib level of the stored PNGs (0..9).
-    beam_args: Beam pipeline options, e.g. ("--runner=DirectRunner", "--direct_num_workers=2").
+    beam_args: Beam pipeline options, e.g. ("--runner=DirectRunner", "--direct_num_workers=2"); every command-line
+      argument that is not a flag of ours (how to run: not part of the pipeline's cache key).
   """
   output_dir: str
   domain_a: str | None = None
@@ -107,10 +108,11 @@ class IngestConfig:
   load_size: int = 286
   test_fraction: float = 0.1
   max_pixels: int = image_io.DEFAULT_MAX_PIXELS
-  background: tuple[int, int, int] = (255, 255, 255)
+  background: tuple[int, int, int] = dataclasses.field(default=(255, 255, 255),
+                                                      metadata={"parse": image_io.parse_background})
   records_per_shard: int = 500
   png_compress_level: int = image_io.PNG_COMPRESS_LEVEL
-  beam_args: tuple[str, ...] = ()
+  beam_args: tuple[str, ...] = dataclasses.field(default=(), metadata={"runtime": True, "flag": None})
 
   def validate(self) -> None:
     """Raises StageError naming the bad parameter and the fix."""

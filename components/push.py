@@ -20,29 +20,36 @@ import sys
 
 from absl import app, flags
 
+from components import options, push_lib
 from components.errors import run_or_exit
 
-flags.DEFINE_string("model_dir", None, "The exported SavedModel directory (components.export --output_dir).")
-flags.DEFINE_string("serving_root", None, "TF Serving model base directory; the model goes to "
-                    "<serving_root>/<model_name>/<version>/.")
-flags.DEFINE_string("model_name", None, "Served model name.")
-flags.DEFINE_string("evaluation_dir", None, "components.evaluate --output_dir (must hold BLESSED).")
-flags.DEFINE_string("infra_validation_dir", None, "components.infra_validate --output_dir (must hold "
-                    "INFRA_BLESSED).")
-flags.DEFINE_integer("keep_versions", None, "Keep only the newest N versions after pushing (default: all).")
-flags.DEFINE_string("model_config_file", None, "ModelServerConfig text file the servers read: with it a pushed "
-                    "version is labelled canary (needs --server), and --promote / --rollback move stable.")
-flags.DEFINE_string("server", None, "gRPC host:port of a server reading --model_config_file; each label step "
-                    "waits until it applied the change.")
-flags.DEFINE_bool("promote", False, "Move the stable label to the canary version (after a push: to the new one).")
-flags.DEFINE_bool("rollback", False, "Move the stable label back to the previous served version; pushes nothing.")
-flags.DEFINE_float("label_timeout", 300, "Seconds to wait for the server at each label step.")
+FLAGS = flags.FLAGS
 
-_PUSH_FLAGS = ("model_dir", "serving_root", "model_name", "evaluation_dir", "infra_validation_dir")
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """One flag per PushConfig field, LabelConfig's `server` and `timeout` (--label_timeout), and the actions."""
+  options.define_flags(push_lib.PushConfig, flag_values)
+  options.define_flags(push_lib.LabelConfig, flag_values, exclude=("model_config_file", "model_name"))
+  flags.DEFINE_bool("promote", False, "Move the stable label to the canary version (after a push: to the new one).",
+                    flag_values=flag_values)
+  flags.DEFINE_bool("rollback", False, "Move the stable label back to the previous served version; pushes "
+                    "nothing.", flag_values=flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> push_lib.PushConfig:
+  """The PushConfig the parsed flags describe."""
+  return options.config_from_flags(push_lib.PushConfig, flag_values)
+
+
+def label_config_from_flags(flag_values: flags.FlagValues = FLAGS) -> push_lib.LabelConfig:
+  """The LabelConfig of --model_config_file, --model_name, --server and --label_timeout."""
+  return options.config_from_flags(push_lib.LabelConfig, flag_values,
+                                   model_config_file=flag_values["model_config_file"].value,
+                                   model_name=flag_values["model_name"].value)
 
 
 def _require(names) -> None:
-  missing = [f"--{n}" for n in names if not getattr(flags.FLAGS, n)]
+  missing = [f"--{n}" for n in names if not FLAGS[n].value]
   if missing:
     raise app.UsageError(f"missing {', '.join(missing)}")
 
@@ -51,23 +58,18 @@ def main(argv):
   """Push and/or move labels, as the flags ask; a StageError exits 1 with its message."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from components import push_lib  # pylint: disable=import-outside-toplevel
-  f = flags.FLAGS
-  label_config = lambda: push_lib.LabelConfig(f.model_config_file, f.model_name, f.server,  # noqa: E731
-                                              f.label_timeout)
+  f = FLAGS
+  label_config = lambda: label_config_from_flags(f)  # noqa: E731
   if f.rollback or (f.promote and not f.model_dir):
     _require(("model_config_file", "model_name"))
     step = push_lib.rollback if f.rollback else push_lib.promote
     result = run_or_exit("push", lambda: step(label_config()))
     print(f"push: {result.reason}; labels {result.labels}, served versions {list(result.versions)}", file=sys.stderr)
     return
-  _require(_PUSH_FLAGS)
+  _require(options.required_flags(push_lib.PushConfig))
   if f.promote and not f.model_config_file:
     raise app.UsageError("--promote needs --model_config_file")
-  result = run_or_exit("push", lambda: push_lib.run(push_lib.PushConfig(
-      model_dir=f.model_dir, serving_root=f.serving_root, model_name=f.model_name,
-      evaluation_dir=f.evaluation_dir, infra_validation_dir=f.infra_validation_dir,
-      keep_versions=f.keep_versions, model_config_file=f.model_config_file)))
+  result = run_or_exit("push", lambda: push_lib.run(config_from_flags(f)))
   where = f" as version {result.version} at {result.path}" if result.pushed else ""
   print(f"push: {result.reason}{where}", file=sys.stderr)
   if result.pushed and f.model_config_file:
@@ -79,4 +81,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

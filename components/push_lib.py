@@ -237,7 +237,7 @@ class LabelConfig:
   model_config_file: str
   model_name: str
   server: str | None = None
-  timeout: float = 300.0
+  timeout: float = dataclasses.field(default=300.0, metadata={"flag": "label_timeout"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,28 +76,30 @@ class TrainConfig:
     eval_feature_extractor: KID/FID features of the in-training evaluation ("hed": offline, bundled; "auto",
       "inception" as components.evaluate).
     ema_decay: generator weight EMA decay (0: off); when on, evaluation, evaluate and export use the averages.
+  Each field is a flag of `python -m components.train` and of the pipeline (components.options); fields marked
+  `runtime` say how to run, not what to compute, and are not part of the pipeline's cache key.
   """
 
-  family: str
+  family: str = dataclasses.field(metadata={"flag": "model", "choices": models.FAMILY_NAMES})
   data_dir: str
   model_dir: str
   preset: str = "paper"
-  model_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  model_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict, metadata={"flag": None})
   steps: int | None = None
-  checkpoint_every_steps: int = 1000
+  checkpoint_every_steps: int = dataclasses.field(default=1000, metadata={"runtime": True})
   keep_checkpoints: int = 5
-  summary_every_steps: int = 100
-  sample_every_steps: int = 1000
+  summary_every_steps: int = dataclasses.field(default=100, metadata={"runtime": True})
+  sample_every_steps: int = dataclasses.field(default=1000, metadata={"runtime": True})
   num_samples: int = 4
   seed: int = 0
   mixed_precision: bool = False
-  jit_compile: bool = False
-  strategy: str = "auto"
-  cpu_replicas: int = 1
+  jit_compile: bool = dataclasses.field(default=False, metadata={"runtime": True})
+  strategy: str = dataclasses.field(default="auto", metadata={"runtime": True, "choices": trainer.STRATEGIES})
+  cpu_replicas: int = dataclasses.field(default=1, metadata={"runtime": True})
   eval_every_steps: int = 0
   eval_images: int = 16
-  best_metric: str = "kid"
-  eval_feature_extractor: str = "hed"
+  best_metric: str = dataclasses.field(default="kid", metadata={"choices": tuple(metrics_lib.METRIC_MODES)})
+  eval_feature_extractor: str = dataclasses.field(default="hed", metadata={"choices": metrics_lib.FEATURE_EXTRACTORS})
   ema_decay: float = 0.0
 
   def to_dict(self) -> dict[str, Any]:

@@ -7,26 +7,27 @@ See components/validate_lib.py.
 
 from absl import app, flags
 
-from components import validate_lib
+from components import options, validate_lib
 from components.errors import StageError
-
-flags.DEFINE_string("data_dir", None, "Ingest's output_dir (holds stats.json).")
-flags.DEFINE_string("output_dir", None, "Where anomalies.json is written (default: --data_dir).")
-flags.DEFINE_integer("image_size", 256, "Training crop size: every stored image must be at least this large.")
-flags.DEFINE_integer("min_images", 1, "Fewest train images accepted per domain.")
-flags.DEFINE_float("max_reject_fraction", 0.1, "Largest accepted share of rejected input files per domain.")
-flags.mark_flag_as_required("data_dir")
 
 FLAGS = flags.FLAGS
 
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
+  """One flag per ValidateConfig field."""
+  return options.define_flags(validate_lib.ValidateConfig, flag_values)
+
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> validate_lib.ValidateConfig:
+  """The ValidateConfig the parsed flags describe."""
+  return options.config_from_flags(validate_lib.ValidateConfig, flag_values)
 
 def main(argv: list[str]) -> int:
   """Builds ValidateConfig from the flags and runs validation."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = validate_lib.ValidateConfig(
-      data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir, image_size=FLAGS.image_size,
-      min_images=FLAGS.min_images, max_reject_fraction=FLAGS.max_reject_fraction)
+  config = config_from_flags()
   try:
     result = validate_lib.run(config)
   except StageError as e:
@@ -39,4 +40,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(options.required_flags(validate_lib.ValidateConfig))
   app.run(main)

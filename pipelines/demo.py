@@ -8,7 +8,7 @@
 Builds the demo dataset (pipelines.demo_data) under <output_dir>/data unless --dataset_dir is given, runs the
 pipeline (pipeline root <output_dir>/pipeline, serving root <output_dir>/serving), serves the pushed model,
 translates test images over gRPC into <output_dir>/translations/ and prints where everything is. Every flag
-of `python -m pipelines.local` works here too (--nocache, --set STAGE.FIELD=VALUE, Beam options, ...).
+of `python -m pipelines.local` works here too (pipelines.cli: --nocache, --STAGE.FIELD=VALUE, Beam options, ...).
 """
 
 from __future__ import annotations
@@ -17,15 +17,22 @@ import os
 
 from absl import app, flags
 
-from pipelines import local  # the pipeline's flags (and through it the train stage's)
-
-flags.DEFINE_string("output_dir", "demo_output", "Where data/, pipeline/, serving/ and translations/ go.")
-flags.DEFINE_integer("num_train", 300, "Demo dataset: training images per domain.")
-flags.DEFINE_integer("num_test", 64, "Demo dataset: test images per domain (what evaluate and the in-training "
-                     "evaluation measure: 8 made the best-checkpoint choice by KID a coin toss).")
-flags.DEFINE_integer("num_requests", 8, "Test images translated over gRPC per direction.")
+from pipelines import cli
 
 FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The pipeline's flags (pipelines.cli) and the demo's own."""
+  cli.define_flags(flag_values)
+  flags.DEFINE_string("output_dir", "demo_output", "Where data/, pipeline/, serving/ and translations/ go.",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("num_train", 300, "Demo dataset: training images per domain.", flag_values=flag_values)
+  flags.DEFINE_integer("num_test", 64, "Demo dataset: test images per domain (what evaluate and the in-training "
+                       "evaluation measure: 8 made the best-checkpoint choice by KID a coin toss).",
+                       flag_values=flag_values)
+  flags.DEFINE_integer("num_requests", 8, "Test images translated over gRPC per direction.", flag_values=flag_values)
+
 
 # The family and preset that learn most in the demo's budget (BUILD.md, "Quality benchmark"): UNIT in its "budget"
 # preset keeps the digit both ways in under two minutes of training on 2 CPU cores (U-GAT-IT light needs about
@@ -50,17 +57,16 @@ def main(argv: list[str]) -> int:
   overrides = {"pipeline_root": FLAGS.pipeline_root if FLAGS["pipeline_root"].present
                                 else os.path.join(output_dir, "pipeline")}
   overrides["serving_root"] = FLAGS.serving_root or os.path.join(output_dir, "serving")
+  defaults = {"model": DEFAULT_MODEL}  # flags given on the command line win over these
   if not (FLAGS.dataset_dir or FLAGS.domain_a or FLAGS.domain_b):
-    for name, value in DEMO_DEFAULTS.items():
-      if not FLAGS[name].present:
-        FLAGS[name].value = value
+    defaults.update(DEMO_DEFAULTS)
     print(f"demo: building the demo dataset in {os.path.join(output_dir, 'data')}", flush=True)
     dataset = demo_data.build_demo_dataset(os.path.join(output_dir, "data"), num_train=FLAGS.num_train,
                                            num_test=FLAGS.num_test, image_size=DEMO_IMAGE_SIZE)
     overrides["dataset_dir"] = dataset.dataset_dir
-  config = local.pipeline_config_from_flags(argv[1:], **overrides)
-  local.quiet_tensorflow_logs()
-  trainer.configure_cpu_replicas(FLAGS.cpu_replicas)
+  config = cli.pipeline_config_from_flags(FLAGS, argv[1:], defaults=defaults, **overrides)
+  cli.quiet_tensorflow_logs()
+  trainer.configure_cpu_replicas(config.runtime_options["train"]["cpu_replicas"])
   result = demo_lib.run(demo_lib.DemoConfig(pipeline=config, output_dir=output_dir, enable_cache=FLAGS.cache,
                                             num_requests=FLAGS.num_requests))
   print(runner.summary_table(result.run, served=runner.served_model(result.run)))
@@ -78,5 +84,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  FLAGS.set_default("model", DEFAULT_MODEL)
-  app.run(main, flags_parser=local.parse_flags)
+  define_flags()
+  app.run(main, flags_parser=cli.parse_flags)

@@ -122,7 +122,7 @@ class Pipeline:
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-  """Everything a pipeline run is parameterized by (built from flags by pipelines.local / pipelines.demo).
+  """Everything a pipeline run is parameterized by (built from flags by pipelines.cli for local and the demo).
 
   Attributes:
     pipeline_root: where every stage's outputs and the lineage store go.
@@ -177,6 +177,31 @@ STAGE_NAMES = ("ingest", "validate", "train", "evaluate", "export", "infra_valid
 IMPORT_STAGE = "import_model"  # replaces train when PipelineConfig.model_dir is given
 ALL_STAGE_NAMES = STAGE_NAMES + (IMPORT_STAGE,)
 
+# Stage name -> (library module with run(config), its config dataclass).
+STAGE_CONFIGS = {
+    "ingest": ("components.ingest_lib", "IngestConfig"),
+    "validate": ("components.validate_lib", "ValidateConfig"),
+    "train": ("components.train_lib", "TrainConfig"),
+    IMPORT_STAGE: ("components.import_model_lib", "ImportModelConfig"),
+    "evaluate": ("components.evaluate_lib", "EvaluateConfig"),
+    "export": ("components.export_lib", "ExportConfig"),
+    "infra_validate": ("components.infra_validate_lib", "InfraValidateConfig"),
+    "push": ("components.push_lib", "PushConfig"),
+}
+# Config fields that create_pipeline wires (upstream outputs, source folders, the execution directory): every
+# other field of a stage's config is a stage option (PipelineConfig.stage_options / runtime_options; on the
+# command line, pipelines.cli's generated flags).
+WIRED_FIELDS = {
+    "ingest": ("output_dir", "domain_a", "domain_b", "dataset_dir"),
+    "validate": ("data_dir", "output_dir"),
+    "train": ("data_dir", "model_dir"),
+    IMPORT_STAGE: ("model_dir", "output_dir"),
+    "evaluate": ("model_dir", "data_dir", "output_dir"),
+    "export": ("model_dir", "stats_path", "metrics_path", "output_dir"),
+    "infra_validate": ("model_dir", "output_dir"),
+    "push": ("model_dir", "evaluation_dir", "infra_validation_dir"),
+}
+
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
   """Wires the seven stages for `config`. Pure: no imports of stages, no files, no processes.
@@ -207,31 +232,26 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
   saved_model = Output("export", "path")
   model_name = config.model_name or config.model
 
-  def stage(name, module, config_class, inputs, output_field, parameters, **kwargs):
-    """A Stage with this pipeline's runtime options for `name`."""
+  def stage(name, inputs, output_field, parameters, **kwargs):
+    """A Stage `name` (module and config class from STAGE_CONFIGS) with this pipeline's runtime options."""
+    module, config_class = STAGE_CONFIGS[name]
     return Stage(name, module, config_class, inputs=inputs, output_field=output_field, parameters=parameters,
                  runtime=runtime[name], **kwargs)
 
   stages = (
-      stage("ingest", "components.ingest_lib", "IngestConfig", sources, "output_dir", options["ingest"]),
-      stage("validate", "components.validate_lib", "ValidateConfig", {"data_dir": data}, "output_dir",
-            options["validate"]),
-      stage(IMPORT_STAGE, "components.import_model_lib", "ImportModelConfig",
-            {"model_dir": Source(config.model_dir)}, "output_dir", options[IMPORT_STAGE]) if config.model_dir else
-      stage("train", "components.train_lib", "TrainConfig", {"data_dir": data}, "model_dir", train,
-            after=("validate",), resumable=True),
-      stage("evaluate", "components.evaluate_lib", "EvaluateConfig", {"model_dir": model_dir, "data_dir": data},
-            "output_dir", options["evaluate"]),
-      stage("export", "components.export_lib", "ExportConfig",
-            {"model_dir": model_dir, "stats_path": Output("ingest", "stats_path"),
-             "metrics_path": Output("evaluate", "metrics_path")}, "output_dir",
+      stage("ingest", sources, "output_dir", options["ingest"]),
+      stage("validate", {"data_dir": data}, "output_dir", options["validate"]),
+      stage(IMPORT_STAGE, {"model_dir": Source(config.model_dir)}, "output_dir", options[IMPORT_STAGE])
+      if config.model_dir else
+      stage("train", {"data_dir": data}, "model_dir", train, after=("validate",), resumable=True),
+      stage("evaluate", {"model_dir": model_dir, "data_dir": data}, "output_dir", options["evaluate"]),
+      stage("export", {"model_dir": model_dir, "stats_path": Output("ingest", "stats_path"),
+                       "metrics_path": Output("evaluate", "metrics_path")}, "output_dir",
             {"model_name": model_name, **options["export"]}),
-      stage("infra_validate", "components.infra_validate_lib", "InfraValidateConfig",
-            {"model_dir": saved_model}, "output_dir", {"model_name": model_name, **options["infra_validate"]}),
-      stage("push", "components.push_lib", "PushConfig",
-            {"model_dir": saved_model, "evaluation_dir": Output("evaluate", "output_dir"),
-             "infra_validation_dir": Output("infra_validate", "output_dir")}, None,
-            {"serving_root": config.serving_root, "model_name": model_name,
-             **options["push"]}),
+      stage("infra_validate", {"model_dir": saved_model}, "output_dir",
+            {"model_name": model_name, **options["infra_validate"]}),
+      stage("push", {"model_dir": saved_model, "evaluation_dir": Output("evaluate", "output_dir"),
+                     "infra_validation_dir": Output("infra_validate", "output_dir")}, None,
+            {"serving_root": config.serving_root, "model_name": model_name, **options["push"]}),
   )
   return Pipeline(name=config.pipeline_name, root=config.pipeline_root, stages=stages)

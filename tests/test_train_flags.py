@@ -19,16 +19,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def flag_values():
-  """The module's FLAGS, reset after the test."""
-  yield train.FLAGS
-  train.FLAGS.unparse_flags()
+  """The train stage's flags (components.train.define_flags) on a FlagValues of their own."""
+  values = flags.FlagValues()
+  train.define_flags(values)
+  return values
 
 
-def test_every_model_config_field_is_a_flag():
+def test_every_model_config_field_is_a_flag(flag_values):
   for name in models.FAMILY_NAMES:
     for field in dataclasses.fields(models.get_family(name).config_class):
-      assert field.name in train.FLAGS, f"{name}.{field.name} has no flag"
-      assert train.FLAGS[field.name].default is None or field.name in train.STAGE_FLAGS
+      assert field.name in flag_values, f"{name}.{field.name} has no flag"
+      assert flag_values[field.name].default is None or field.name in train.STAGE_FLAGS
 
 
 def test_flags_build_train_config(flag_values, tmp_path):
