@@ -245,3 +245,33 @@ def test_help_text_comes_from_the_docstring_or_metadata():
 
   with pytest.raises(ValueError, match="Undocumented.size has no help text: describe it in the class docstring"):
     options.define_flags(Undocumented, flags.FlagValues())
+
+
+ENTRY_MODULES = ("components/ingest.py", "components/validate.py", "components/train.py", "components/evaluate.py",
+                 "components/export.py", "components/infra_validate.py", "components/push.py",
+                 "components/import_official.py", "pipelines/local.py", "pipelines/demo.py")
+
+
+@pytest.mark.parametrize("path", ENTRY_MODULES)
+def test_entry_points_define_flags_only_when_run_and_import_no_other_entry_point(path):
+  # Flags defined at import made one entry import another for its flags (demo -> local -> train) and made two
+  # entries unable to live in one process (both define --model_dir).
+  import ast  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, path), encoding="utf-8") as f:
+    tree = ast.parse(f.read())
+  entries = {p[:-3].replace("/", ".") for p in ENTRY_MODULES}
+  imported = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module:
+      imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    elif isinstance(node, ast.Import):
+      imported |= {alias.name for alias in node.names}
+  assert not imported & (entries - {path[:-3].replace("/", ".")}), path
+  for node in tree.body:  # module level, outside `if __name__ == "__main__":`
+    if isinstance(node, ast.If):
+      continue
+    for call in ast.walk(node):
+      if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr.startswith("DEFINE"):
+        assert isinstance(node, ast.FunctionDef), f"{path}:{call.lineno} defines a flag at import"
