@@ -50,7 +50,8 @@ class Stage:
       e.g. push into the serving root; the execution directory still exists for the record).
     parameters: config field -> value, part of the cache key.
     runtime: config field -> value passed to the config but NOT part of the cache key (how to run, not
-      what to compute: Beam runner options).
+      what to compute: the fields marked `metadata={"runtime": True}` in the config dataclass, e.g. Beam
+      runner options, the distribution strategy; pipelines.cli sorts the options by that marker).
     after: stages that must succeed first although no output of theirs is consumed (validate gates train).
     resumable: an interrupted execution with the same fingerprint is continued in its own directory
       (the trainer resumes from its latest checkpoint there) instead of starting in a new one.
