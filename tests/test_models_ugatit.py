@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 import models
+from components import train_lib
 from models.layers.adalin import ILN, AdaLIN, RhoClipper
 from models.layers.cam import CAM
 from models.optim import AdamL2
@@ -247,9 +248,9 @@ def test_discriminator_output_sizes_match_reference():
 
 def test_torch_default_initialization(tiny_model):
   gen = tiny_model.gen_a2b
-  for variable, fan_in in ((gen.down_sampling[0][1].kernel, 3 * 7 * 7), (gen.fc[0].kernel, 32),
+  for variable, fan_in in ((gen.down_sampling[0].conv.kernel, 3 * 7 * 7), (gen.fc[0].kernel, 32),
                            (gen.cam.conv1x1.kernel, 64), (gen.cam.conv1x1.bias, 64),
-                           (tiny_model.dis_local_a.blocks[0][1].layer.bias, 3 * 4 * 4)):
+                           (tiny_model.dis_local_a.blocks[0].conv.layer.bias, 3 * 4 * 4)):
     values = np.abs(variable.numpy())
     bound = 1 / math.sqrt(fan_in)
     assert values.max() <= bound + 1e-7, variable.path
@@ -319,12 +320,12 @@ def test_keras_save_load_round_trip(tiny_model, tmp_path):
 
 
 def test_tf_checkpoint_restores_every_variable(tiny_model, tmp_path):
-  # components.train checkpoints tf.train.Checkpoint(model=model): every variable must be reachable from
-  # attributes (TF does not follow Python lists of Keras 3 layers).
-  path = tf.train.Checkpoint(model=tiny_model).save(str(tmp_path / "ckpt"))
+  # components.train checkpoints train_lib.model_checkpoint(model): every variable must come back, also those of
+  # blocks held in Python lists (which TF's object graph does not follow; the layout saves them by position).
+  path = train_lib.model_checkpoint(tiny_model).save(str(tmp_path / "ckpt"))
   keras.utils.set_random_seed(99)
   other = FAMILY.build_model(PRESETS["tiny"])
-  tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+  train_lib.model_checkpoint(other).restore(path).assert_existing_objects_matched()
   assert len(other.variables) == len(tiny_model.variables) == 164  # incl. u and v of 26 spectral norms
   for want, got in zip(tiny_model.variables, other.variables):
     np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
@@ -381,7 +382,7 @@ def test_train_step_changes_variables_and_keeps_losses_finite():
   x_b = tf.random.uniform([2, 32, 32, 3], -1, 1, seed=7)
   before_g = [v.numpy() for v in model.generator_variables]
   before_d = [v.numpy() for v in model.discriminator_variables]
-  sn_u = model.dis_global_a.blocks[0][1].u.numpy()
+  sn_u = model.dis_global_a.blocks[0].conv.u.numpy()
   losses = FAMILY.train_step(model, gen_opt, dis_opt, x_a, x_b, global_batch_size=2)
   expected = {"d_loss_a", "d_loss_b", "d_loss", "g_adv_a", "g_adv_b", "g_cycle_a", "g_cycle_b", "g_identity_a",
               "g_identity_b", "g_cam_a", "g_cam_b", "g_loss_a", "g_loss_b", "g_loss"}
@@ -403,7 +404,7 @@ def test_train_step_changes_variables_and_keeps_losses_finite():
   rhos = np.concatenate(rhos)
   assert rhos.min() >= 0.0 and rhos.max() <= 1.0
   assert np.any(rhos == 1.0) and np.any(rhos == 0.0)  # clipped, not merely small steps
-  assert not np.array_equal(sn_u, model.dis_global_a.blocks[0][1].u.numpy())  # power iteration ran
+  assert not np.array_equal(sn_u, model.dis_global_a.blocks[0].conv.u.numpy())  # power iteration ran
   assert int(gen_opt.iterations.numpy()) == 1 and int(dis_opt.iterations.numpy()) == 1
 
 

@@ -36,9 +36,6 @@ MIN_INPUT_CHANNELS = 16
 # faster (fwd + both gradients) up to 8x8 outputs, slower from 16x16 (the patch matrix grows kh kw / s^2 times
 # the input, and its gradient is a sparse scatter).
 MAX_PATCH_OUTPUT_PIXELS = 8 * 8
-# FastConv2D uses conv2d_valid / conv2d_patches when True (False: plain Keras Conv2D, for A/B benchmarks); read at
-# trace time.
-ENABLED = True
 
 
 def forward_input_gradient(input_shape, kernel_shape) -> bool:
@@ -160,7 +157,7 @@ class FastConv2D(keras.layers.Conv2D):
   """
 
   def convolution_op(self, inputs, kernel):
-    if (ENABLED and self.padding == "valid" and self.dilation_rate == (1, 1) and self.groups == 1
+    if (self.padding == "valid" and self.dilation_rate == (1, 1) and self.groups == 1
         and self.data_format == "channels_last"):
       if self.strides == (1, 1):
         return conv2d_valid(inputs, kernel)

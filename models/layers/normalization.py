@@ -109,10 +109,11 @@ class MUNITLayerNorm(keras.layers.Layer):
     return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}
 
 
-def instance_norm(affine: bool = False, epsilon: float = 1e-5, name: str | None = None):
+def instance_norm(affine: bool = False, epsilon: float = 1e-5, name: str | None = None, dtype=None):
   """Instance normalization `[B, H, W, C]` -> same: GroupNormalization with one group per channel.
 
   IN(x) = (x - mu_bc) / sqrt(var_bc + eps) [* gamma_c + beta_c if affine]; torch `nn.InstanceNorm2d` defaults
   (affine=False, eps=1e-5) are what MUNIT and UNIT use. Keras' GroupNormalization computes in float32.
   """
-  return keras.layers.GroupNormalization(groups=-1, epsilon=epsilon, center=affine, scale=affine, name=name)
+  return keras.layers.GroupNormalization(groups=-1, epsilon=epsilon, center=affine, scale=affine, name=name,
+                                         dtype=dtype)

@@ -135,10 +135,10 @@ def _sn_v(v: np.ndarray, kernel_shape: tuple) -> np.ndarray:
 def _generator_pairs(gen, prefix: str) -> list:
   pairs = []
   for i, block in zip((1, 5, 9), gen.down_sampling):
-    pairs.append((block[1].kernel, f"DownBlock.{i}.weight", conv_kernel))
+    pairs.append((block.conv.kernel, f"DownBlock.{i}.weight", conv_kernel))
   for i, res in enumerate(gen.encoder_blocks):
-    pairs.append((res.block1[1].kernel, f"DownBlock.{12 + i}.conv_block.1.weight", conv_kernel))
-    pairs.append((res.block2[1].kernel, f"DownBlock.{12 + i}.conv_block.5.weight", conv_kernel))
+    pairs.append((res.block1.conv.kernel, f"DownBlock.{12 + i}.conv_block.1.weight", conv_kernel))
+    pairs.append((res.block2.conv.kernel, f"DownBlock.{12 + i}.conv_block.5.weight", conv_kernel))
   pairs += [(gen.cam.gap_fc.kernel, "gap_fc.weight", dense_kernel),
             (gen.cam.gmp_fc.kernel, "gmp_fc.weight", dense_kernel),
             (gen.cam.conv1x1.kernel, "conv1x1.weight", conv_kernel),
@@ -148,13 +148,15 @@ def _generator_pairs(gen, prefix: str) -> list:
             (gen.gamma_fc.kernel, "gamma.weight", dense_kernel), (gen.beta_fc.kernel, "beta.weight", dense_kernel)]
   for i, block in enumerate(gen.decoder_blocks):
     name = f"UpBlock1_{i + 1}"
-    pairs += [(block.conv1.kernel, f"{name}.conv1.weight", conv_kernel), (block.norm1.rho, f"{name}.norm1.rho", vector),
-              (block.conv2.kernel, f"{name}.conv2.weight", conv_kernel), (block.norm2.rho, f"{name}.norm2.rho", vector)]
-  for i, (_, conv, iln) in enumerate(gen.up_sampling):
-    pairs += [(conv.kernel, f"UpBlock2.{2 + 5 * i}.weight", conv_kernel),
+    pairs += [(block.conv1.conv.kernel, f"{name}.conv1.weight", conv_kernel),
+              (block.norm1.rho, f"{name}.norm1.rho", vector),
+              (block.conv2.conv.kernel, f"{name}.conv2.weight", conv_kernel), (block.norm2.rho, f"{name}.norm2.rho", vector)]
+  for i, block in enumerate(gen.up_sampling):
+    iln = block.norm_layer
+    pairs += [(block.conv.kernel, f"UpBlock2.{2 + 5 * i}.weight", conv_kernel),
               (iln.rho, f"UpBlock2.{3 + 5 * i}.rho", vector), (iln.gamma, f"UpBlock2.{3 + 5 * i}.gamma", vector),
               (iln.beta, f"UpBlock2.{3 + 5 * i}.beta", vector)]
-  pairs.append((gen.out[1].kernel, "UpBlock2.11.weight", conv_kernel))
+  pairs.append((gen.out.conv.kernel, "UpBlock2.11.weight", conv_kernel))
   return [(var, f"{prefix}/{key}", convert) for var, key, convert in pairs]
 
 
@@ -171,11 +173,11 @@ def _spectral_norm_pairs(sn, key: str, kernel_convert) -> list:
 def _discriminator_pairs(dis, prefix: str) -> list:
   pairs = []
   for i, block in enumerate(dis.blocks):
-    pairs += _spectral_norm_pairs(block[1], f"model.{3 * i + 1}", conv_kernel)
+    pairs += _spectral_norm_pairs(block.conv, f"model.{3 * i + 1}", conv_kernel)
   pairs += _spectral_norm_pairs(dis.cam.gap_fc, "gap_fc", dense_kernel)
   pairs += _spectral_norm_pairs(dis.cam.gmp_fc, "gmp_fc", dense_kernel)
   pairs += [(dis.cam.conv1x1.kernel, "conv1x1.weight", conv_kernel), (dis.cam.conv1x1.bias, "conv1x1.bias", vector)]
-  pairs += _spectral_norm_pairs(dis.out[1], "conv", conv_kernel)
+  pairs += _spectral_norm_pairs(dis.out.conv, "conv", conv_kernel)
   return [(var, f"{prefix}/{key}", convert) for var, key, convert in pairs]
 
 
