@@ -109,7 +109,9 @@ def _default(field: dataclasses.Field) -> Any:
 
 def _is_multi(annotation: Any) -> bool:
   """tuple[str, ...] / list[str]: a repeated flag."""
-  return typing.get_origin(annotation) in (tuple, list) and typing.get_args(annotation)[-1:] in ((str,), (...,))
+  args = typing.get_args(annotation)
+  return (typing.get_origin(annotation) in (tuple, list) and args[:1] == (str,)
+          and args[1:] in ((), (...,)))
 
 
 def define_flags(config_class: type, flag_values: flags.FlagValues = flags.FLAGS, *, prefix: str = "",
