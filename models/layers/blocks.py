@@ -92,6 +92,15 @@ def _image_channels(layer: str, input_shape) -> int:
   return int(input_shape[-1])
 
 
+def _norm_and_activation(block, x):
+  """x through `block.norm_layer` and then `block.act`, each when the block has one (the end of every conv block)."""
+  if block.norm_layer is not None:
+    x = block.norm_layer(x)
+  if block.act is not None:
+    x = block.act(x)
+  return x
+
+
 def build_chain(layers, input_shape) -> tuple:
   """Builds `layers` (applied in order) from static shapes, without running them; returns the output shape."""
   shape = tuple(input_shape)
@@ -168,11 +177,7 @@ class ConvBlock(keras.layers.Layer):
     if self.pad is not None:
       x = self.pad(x)
     x = self.conv(x, training=training)
-    if self.norm_layer is not None:
-      x = self.norm_layer(x)
-    if self.act is not None:
-      x = self.act(x)
-    return x
+    return _norm_and_activation(self, x)
 
   def compute_output_shape(self, input_shape):
     b, h, w, _ = input_shape
@@ -195,11 +200,7 @@ class ConvBlock(keras.layers.Layer):
     y = conv_lib.upsample2x_reflect_conv5(x, self.conv.kernel)
     if self.use_bias:
       y = y + ops.cast(self.conv.bias, y.dtype)
-    if self.norm_layer is not None:
-      y = self.norm_layer(y)
-    if self.act is not None:
-      y = self.act(y)
-    return y
+    return _norm_and_activation(self, y)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -249,11 +250,7 @@ class ConvTransposeBlock(keras.layers.Layer):
     x = self.conv(x)
     if self.crop is not None:
       x = self.crop(x)
-    if self.norm_layer is not None:
-      x = self.norm_layer(x)
-    if self.act is not None:
-      x = self.act(x)
-    return x
+    return _norm_and_activation(self, x)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
