@@ -109,10 +109,10 @@ PRESETS = {
     # (components.train scales step_size with --steps: a 3000-step run halves at step 1500).
     "tiny": MUNITConfig(dim=8, style_dim=8, mlp_dim=16, n_res=1, dis_dim=8, dis_n_layer=3, dis_num_scales=2,
                         step_size=500, max_iter=1000, batch_size=2, image_size=32),
-    # Measured (BUILD.md, "Quality benchmark"): ~10 min on 2 CPU cores at 32 px; with the generator EMA
-    # (--ema_decay=0.998) content kept 0.85/0.92 (mean of seeds 0 and 1; seed 0's A->B 0.80), 5.5-6.6 of 8 style
-    # seeds look different, the reference's colour is taken 0.54-0.71 of the time: the paper's nets and losses,
-    # narrower and shallower; lr halved once at the middle of the run (step_size = max_iter / 2).
+    # Measured (BUILD.md, "Quality benchmark"): the paper's nets and losses, narrower and shallower, with the
+    # explicit cycle loss on (recon_x_cyc_w 10, as the official summer2winter and synthia2cityscape configs; without
+    # it one seed kept 0.80 of the digit A->B in 1800 steps, with it 0.99); lr halved once at the middle of the run
+    # (step_size = max_iter / 2).
     "budget": MUNITConfig(dim=16, style_dim=8, mlp_dim=64, n_res=2, dis_dim=16, dis_n_layer=3, dis_num_scales=2,
-                          lr=2e-4, step_size=900, max_iter=1800, batch_size=8, image_size=32),
+                          recon_x_cyc_w=10.0, lr=2e-4, step_size=600, max_iter=1200, batch_size=8, image_size=32),
 }
