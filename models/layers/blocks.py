@@ -3,8 +3,9 @@
 ConvBlock (pad, conv, norm, activation) is the unit the generators and discriminators are composed of; ResBlock,
 AdaINResBlock (MUNIT) and AdaLINResBlock (U-GAT-IT) are residual blocks of ConvBlocks or convolutions, and
 ConvTransposeBlock is UNIT's up-sampling block. The networks hold their blocks as attributes or in plain Python
-lists: the trainer checkpoints every variable of `model.variables` by position (`train_lib.model_checkpoint`),
-so no block needs to be an attribute for tf.train.Checkpoint to see it.
+lists: the trainer's checkpoints hold every variable of `model.variables` by position (`model_checkpoint`, see
+docs/INTERFACES.md), so no block needs to be an attribute for tf.train.Checkpoint to see it; a block must
+therefore keep the order of its variables (tests/test_layers_blocks.py pins it).
 
 Initializations (`init`):
   * "kaiming": weights N(0, 2 / fan_in) (torch `kaiming_normal_(a=0, mode="fan_in")`, untruncated), bias 0
@@ -311,6 +312,9 @@ class AdaINResBlock(keras.layers.Layer):
   Inputs: [x `[B, H, W, C]`, adain_params `[B, 4C]`] where adain_params is this block's slice of the MLP
   output in MUNIT's order: (beta1, gamma1, beta2, gamma2), each `[B, C]` (bias first, then weight).
   Output: `[B, H, W, C]`.
+
+  Known difference from torch, kept so that seeded runs reproduce: both convolutions are built with one
+  initializer pair, whose seed is drawn once, so conv1 and conv2 start with equal kernels (torch draws each).
   """
 
   def __init__(self, pad_type: str = "reflect", init: str = "kaiming", **kwargs):
