@@ -1,8 +1,9 @@
 """The contract between models/ and everything that trains, evaluates or exports a model.
 
 Every model family (UNIT, MUNIT, U-GAT-IT) provides one `Family` record. The trainer, evaluator and exporter
-only ever use what is declared here, so a family is added by writing its package and one line in
-`models/__init__.py`.
+only ever use what is declared here (what a family's translation offers is its `Traits`, never its name), so a
+family is added by writing its package and one line in `models/__init__.py` (or, at run time,
+`models.register_family`).
 
 Conventions (all families):
   * images inside the models are float32 NHWC `[B, H, W, 3]` scaled to [-1, 1];
@@ -89,6 +90,29 @@ class ImageTransform:
     return max(int(image_size), int(round(image_size * (self.train_scale if training else self.test_scale))))
 
 
+def any_size(config) -> None:  # pylint: disable=unused-argument
+  """`Traits.fixed_size` of a fully convolutional family: any H, W (multiples of `size_multiple` after padding)."""
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Traits:
+  """What a family's translation offers beyond images -> images; the signatures, evaluation and clients follow it.
+
+  Attributes:
+    multimodal: the model draws styles (MUNIT): `translate(style=...)` takes a style `[B, style_dim]`, and the
+      model has `sample_style(seeds int64 [N]) -> [N, style_dim]` and `encode_style(images, domain)`; the export
+      adds a `seed` input and the `_style` / `_reference` signatures.
+    attention: `translate` also returns "attention" `[B, H, W]` in [0, 1] (U-GAT-IT's CAM heatmap).
+    fixed_size: config -> the only side H == W the model translates (U-GAT-IT full: config.image_size, its MLP
+      flattens the feature map), or None when any size is taken (`any_size`).
+  """
+
+  multimodal: bool = False
+  attention: bool = False
+  fixed_size: Callable[[Any], int | None] = any_size
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
   """One model family, as the rest of the project sees it.
@@ -108,6 +132,8 @@ class Family:
       U-GAT-IT CAM heatmaps rendered as RGB).
     build_optimizers: config -> (gen_optimizer, dis_optimizer) with the paper's lr policy.
     transform: the official data loader's resize/crop/flip rule (`ImageTransform`), applied by the reader.
+    traits: what the translation offers (`Traits`: multimodal, attention, fixed_size); callers outside models/
+      read these instead of comparing family names.
   """
 
   name: str
@@ -118,6 +144,12 @@ class Family:
   sample_rows: Callable[..., dict]
   build_optimizers: Callable[[Any], tuple]
   transform: ImageTransform = ImageTransform()
+  traits: Traits = Traits()
+
+  def fixed_size(self, config) -> int | None:
+    """The only image side `config`'s model takes (H == W), or None when any size is taken."""
+    size = self.traits.fixed_size(config)
+    return None if size is None else int(size)
 
 
 def split_seed(seed: tf.Tensor | None, num: int) -> tf.Tensor:
