@@ -12,9 +12,10 @@ config.image_size, at most `num_images` per domain):
     HED VGG16 features, see components.metrics) over `num_styles` outputs per input for random styles.
 Averages over both directions: kid, fid, cycle_l1, cycle_psnr (and diversity_* for MUNIT).
 
-Everything goes through the serving path: the candidate is wrapped in components.export_lib.TranslatorModule
-(the object export saves) and a baseline SavedModel is called through its a2b/b2a signatures, so candidate
-and baseline are measured by the same code on the same uint8 test images. MUNIT styles come from fixed seeds.
+Everything goes through the serving path (components.measurement): the candidate is wrapped in
+components.translator.TranslatorModule (the object export saves) and a baseline SavedModel is called through its
+a2b/b2a signatures, so candidate and baseline are measured by the same code on the same uint8 test images. MUNIT
+styles come from fixed seeds.
 
 Blessing (BLESSED / NOT_BLESSED with the reason, read by components.push): every given threshold holds
 (max_kid, max_fid, max_cycle_l1, min_psnr, applied to the two-direction averages) and, when a baseline is
@@ -32,18 +33,19 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
-from components import data, metrics, report, train_lib
+from components import metrics, report
+from components import model_dir as model_dir_lib
+from components.blessing import write_blessing
 from components.errors import StageError
-from components.export_lib import TranslatorModule
-from components.push_lib import write_blessing
+# What is measured and how lives in components.measurement (shared with in-training evaluation); the names stay
+# importable from here.
+from components.measurement import (DIRECTIONS, STYLE_SEED_STRIDE, Signatures, compute_metrics,  # noqa: F401
+                                    load_test_images, translate_both_ways)
 
-DIRECTIONS = ("a2b", "b2a")
 LOWER_IS_BETTER = ("kid", "fid", "cycle_l1")
 HIGHER_IS_BETTER = ("cycle_psnr",)
-STYLE_SEED_STRIDE = 1_000_003  # seeds of style k for image i: k * stride + i (distinct for any test set size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +94,7 @@ class EvaluateConfig:
   checkpoint: str = "auto"
 
   def __post_init__(self):
-    if self.checkpoint not in train_lib.CHECKPOINT_CHOICES:
-      raise StageError(f"--checkpoint must be one of {', '.join(train_lib.CHECKPOINT_CHOICES)}, got "
-                       f"{self.checkpoint!r}")
+    model_dir_lib.check_checkpoint_choice(self.checkpoint)
     if self.feature_extractor not in metrics.FEATURE_EXTRACTORS:
       raise StageError(f"--feature_extractor must be one of {metrics.FEATURE_EXTRACTORS}, got "
                        f"{self.feature_extractor!r}")
@@ -112,7 +112,7 @@ class EvaluateConfig:
 @dataclasses.dataclass(frozen=True)
 class EvaluateResult:
   """`metrics` (name -> number), the verdict (`blessed`, `reason`), the written files and `checkpoint`: which
-  checkpoint was measured (train_lib.TrainedModel.describe(): checkpoint best/latest, path, step, weights)."""
+  checkpoint was measured (model_dir.TrainedModel.describe(): checkpoint best/latest, path, step, weights)."""
 
   output_dir: str
   metrics: dict
@@ -122,114 +122,6 @@ class EvaluateResult:
   report_path: str
   baseline_metrics: dict | None = None
   checkpoint: dict | None = None
-
-
-def load_test_images(data_dir: str, domain: str, image_size: int, num_images: int | None,
-                     transform=None) -> np.ndarray:
-  """uint8 [N, S, S, 3] test inputs of `domain` (at most `num_images`, in file order).
-
-  `transform`: the family's `models.api.ImageTransform` (its official test transform: resize, then the center
-  crop when the resize leaves a side longer than S); None: center crops of the stored images.
-  """
-  try:
-    dataset = data.make_dataset(data_dir, domain, "test", image_size, 16, training=False, transform=transform)
-  except ValueError as e:
-    raise StageError(f"cannot read the test split of domain {domain}: {e}") from e
-  if num_images is not None:
-    dataset = dataset.unbatch().take(num_images).batch(16)
-  batches = [np.round((b.numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8) for b in dataset]
-  images = np.concatenate(batches) if batches else np.zeros((0, image_size, image_size, 3), np.uint8)
-  if len(images) < 2:
-    raise StageError(f"the test split of domain {domain} in {data_dir} has {len(images)} image(s); KID/FID need "
-                     "at least 2: ingest with a test split (e.g. --test_fraction) or a testA/testB folder")
-  return images
-
-
-class Signatures:
-  """Uniform numpy access to a2b/b2a-style signatures of the candidate (in-process) or a SavedModel baseline.
-
-  `call(name, **inputs)` -> dict of numpy arrays; `multimodal` is True when a2b takes a `seed` (MUNIT).
-  """
-
-  def __init__(self, functions: dict, multimodal: bool, owner=None):
-    self._functions = functions
-    self.multimodal = multimodal
-    self._owner = owner  # the module / restored SavedModel object: keeps the functions' variables alive
-
-  @classmethod
-  def of_model(cls, model, family_name: str) -> "Signatures":
-    module = TranslatorModule(model, family_name)
-    return cls(dict(module.functions), module.traits["multimodal"], module)
-
-  @classmethod
-  def of_saved_model(cls, path: str) -> "Signatures":
-    loaded = tf.saved_model.load(path)
-    for name in DIRECTIONS:
-      if name not in loaded.signatures:
-        raise StageError(f"baseline {path} has no {name!r} signature: it is not a model exported by "
-                         "components.export")
-    _, inputs = loaded.signatures["a2b"].structured_input_signature
-    return cls(dict(loaded.signatures), "seed" in inputs, loaded)
-
-  def call(self, name: str, batch_size: int, **inputs) -> dict:
-    """Runs signature `name` over `inputs` (arrays with a common first dim) in batches; concatenated numpy."""
-    n = len(next(iter(inputs.values())))
-    parts = []
-    for i in range(0, n, batch_size):
-      out = self._functions[name](**{k: tf.constant(v[i:i + batch_size]) for k, v in inputs.items()})
-      parts.append({k: v.numpy() for k, v in out.items()})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _seeds(n: int, style_index: int, offset: int) -> np.ndarray:
-  return (style_index * STYLE_SEED_STRIDE + offset + np.arange(n)).astype(np.int64)
-
-
-def translate_both_ways(signatures: Signatures, images: dict, config: EvaluateConfig, num_styles: int = 1) -> dict:
-  """For each direction: {"source", "translated", "cycled", "attention"?, "styles"? [K, N, ...]} (uint8)."""
-  out = {}
-  for direction in DIRECTIONS:
-    source = images[direction[0]]
-    back = "b2a" if direction == "a2b" else "a2b"
-    extra = {"seed": _seeds(len(source), 0, config.seed)} if signatures.multimodal else {}
-    forward = signatures.call(direction, config.batch_size, images=source, **extra)
-    if signatures.multimodal:  # the paper's cycle: content of x_ab decoded with the style of x_a
-      cycled = signatures.call(f"{back}_reference", config.batch_size, images=forward["images"], reference=source)
-    else:
-      cycled = signatures.call(back, config.batch_size, images=forward["images"])
-    result = {"source": source, "translated": forward["images"], "cycled": cycled["images"]}
-    if "attention" in forward:
-      result["attention"] = forward["attention"]
-    if signatures.multimodal and num_styles > 1:
-      result["styles"] = np.stack([forward["images"]] + [
-          signatures.call(direction, config.batch_size, images=source,
-                          seed=_seeds(len(source), k, config.seed))["images"] for k in range(1, num_styles)])
-    out[direction] = result
-  return out
-
-
-def compute_metrics(outputs: dict, images: dict, extractor, config: EvaluateConfig, lpips_net=None) -> dict:
-  """Metric name -> float from `translate_both_ways` outputs and the real test images per domain."""
-  values = {}
-  real_features = {domain: extractor.pooled(images[domain]) for domain in ("a", "b")}
-  for direction, out in outputs.items():
-    fake = extractor.pooled(out["translated"])
-    real = real_features[direction[-1]]
-    values[f"kid_{direction}"], values[f"kid_std_{direction}"] = metrics.kid(
-        fake, real, config.kid_subsets, config.kid_subset_size, config.seed)
-    values[f"fid_{direction}"] = metrics.fid(fake, real)
-    values[f"cycle_l1_{direction}"] = metrics.cycle_l1(out["source"], out["cycled"])
-    values[f"cycle_psnr_{direction}"] = metrics.psnr(out["source"], out["cycled"])
-    if "styles" in out:
-      values[f"diversity_l1_{direction}"] = metrics.mean_pairwise_l1(out["styles"])
-      maps = [lpips_net.feature_maps(s) for s in out["styles"]]
-      k = len(maps)
-      values[f"diversity_lpips_{direction}"] = float(np.mean(
-          [metrics.lpips_like_distance(maps[i], maps[j]).mean() for i in range(k) for j in range(i + 1, k)]))
-  for name in ("kid", "fid", "cycle_l1", "cycle_psnr", "diversity_l1", "diversity_lpips"):
-    if f"{name}_a2b" in values:
-      values[name] = (values[f"{name}_a2b"] + values[f"{name}_b2a"]) / 2.0
-  return values
 
 
 def resolve_baseline(path: str | None) -> tuple[str | None, str]:
@@ -317,12 +209,12 @@ def write_grids(outputs: dict, output_dir: str, columns: int) -> list:
 
 def run(config: EvaluateConfig) -> EvaluateResult:
   """Evaluates `config.model_dir` on the test split; writes metrics, grids, report and the blessing."""
-  loaded = train_lib.load_model_dir(config.model_dir, config.checkpoint)
+  loaded = model_dir_lib.load_model_dir(config.model_dir, config.checkpoint)
   family, model_config, model, step = loaded.family, loaded.config, loaded.model, loaded.step
   size = int(model_config.image_size)
   images = {d: load_test_images(config.data_dir, d, size, config.num_images, family.transform) for d in ("a", "b")}
   extractor = metrics.build_feature_extractor(config.feature_extractor, config.inception_weights)
-  candidate = Signatures.of_model(model, family.name)
+  candidate = Signatures.of_model(model, family)
   lpips_net = None
   if candidate.multimodal:
     lpips_net = extractor if isinstance(extractor, metrics.HedVgg16Features) else metrics.HedVgg16Features()

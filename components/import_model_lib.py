@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from components import train_lib
+from components import model_dir as model_dir_lib
 from components.trainer import write_json
 
 RECORD_FILE = "imported_model.json"
@@ -37,8 +37,8 @@ class ImportModelResult:
 
 def run(config: ImportModelConfig) -> ImportModelResult:
   """Loads the model_dir once (StageError when it is not a complete model_dir) and records it."""
-  saved = train_lib.read_config(config.model_dir)
-  family, _, _, step = train_lib.load_trained_model(config.model_dir)
+  saved = model_dir_lib.read_config(config.model_dir)
+  family, _, _, step = model_dir_lib.load_trained_model(config.model_dir)
   result = ImportModelResult(os.path.abspath(config.model_dir), family.name, step, dict(saved.get("imported_from", {})))
   os.makedirs(config.output_dir, exist_ok=True)
   write_json(os.path.join(config.output_dir, RECORD_FILE), dataclasses.asdict(result))

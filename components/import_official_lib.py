@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import models
-from components import train_lib
+from components import model_dir as model_dir_lib
 from components.errors import StageError
 from components.trainer import write_json
 from models.official import OfficialImportError
@@ -142,8 +142,8 @@ def import_tensors(family: str, files: Mapping[str, Any], model_dir: str, *, off
   """
   if family not in models.FAMILY_NAMES:
     raise StageError(f"Unknown --model={family!r}; choose one of {', '.join(models.FAMILY_NAMES)}.")
-  if tf.io.gfile.exists(os.path.join(model_dir, train_lib.CONFIG_FILE)):
-    raise StageError(f"{model_dir} already holds a model ({train_lib.CONFIG_FILE}); import into a new --model_dir.")
+  if tf.io.gfile.exists(os.path.join(model_dir, model_dir_lib.CONFIG_FILE)):
+    raise StageError(f"{model_dir} already holds a model ({model_dir_lib.CONFIG_FILE}); import into a new --model_dir.")
   module = family_module(family)
   fam = models.get_family(family)
   try:
@@ -155,10 +155,10 @@ def import_tensors(family: str, files: Mapping[str, Any], model_dir: str, *, off
     raise StageError(f"Cannot import the official {family} checkpoint: {e}") from e
   tf.io.gfile.makedirs(model_dir)
   step_var = tf.Variable(step, dtype=tf.int64, trainable=False, name="step")
-  manager = tf.train.CheckpointManager(train_lib.model_checkpoint(model, step=step_var),
-                                       os.path.join(model_dir, train_lib.CHECKPOINT_DIR), max_to_keep=1)
+  manager = tf.train.CheckpointManager(model_dir_lib.model_checkpoint(model, step=step_var),
+                                       os.path.join(model_dir, model_dir_lib.CHECKPOINT_DIR), max_to_keep=1)
   path = manager.save(checkpoint_number=step)
-  write_json(os.path.join(model_dir, train_lib.CONFIG_FILE),
+  write_json(os.path.join(model_dir, model_dir_lib.CONFIG_FILE),
              {"family": family, "preset": PRESET_NAME, "model": model_config.to_dict(),
               "train": {"steps": step}, "imported_from": dict(source or {})})
   return ImportResult(model_dir, family, step, path, model_config)

@@ -26,15 +26,16 @@ import time
 
 import numpy as np
 from PIL import Image
-import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 
+from components.blessing import write_blessing
 from components.errors import StageError
-from components.push_lib import write_blessing
 from serving import config as config_lib
+from serving import signatures as contract
 from serving import warmup
 from serving.client import TranslationClient, TranslationError
+from serving.errors import ServingError
 from serving.process import ServerProcess, free_port
+from serving.servable import read_signature_defs
 
 REPORT_FILE = "infra_validation.json"
 
@@ -72,25 +73,16 @@ class InfraValidateResult:
 
 
 def signature_defs(saved_model_dir: str) -> dict:
-  """name -> {"inputs"|"outputs": {key: (dtype name, shape list with None)}} read from saved_model.pb."""
+  """name -> {"inputs"|"outputs": {key: (dtype name, shape list with None)}} read from saved_model.pb (the
+  server's own reader, serving.servable.read_signature_defs, in the form of serving.signatures)."""
   path = os.path.join(saved_model_dir, "saved_model.pb")
   if not os.path.isfile(path):
     raise StageError(f"{path} does not exist: --model_dir must be an exported SavedModel (components.export "
                      "--output_dir)")
-  proto = saved_model_pb2.SavedModel()
-  with open(path, "rb") as f:
-    proto.ParseFromString(f.read())
-  result = {}
-  for name, signature in proto.meta_graphs[0].signature_def.items():
-    if name.startswith("__"):  # __saved_model_init_op: TF's internal initializer, not served
-      continue
-    result[name] = {
-        kind: {key: (tf.dtypes.as_dtype(info.dtype).name,
-                     None if info.tensor_shape.unknown_rank else
-                     [None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim])
-               for key, info in getattr(signature, kind).items()}
-        for kind in ("inputs", "outputs")}
-  return result
+  try:
+    return contract.signature_specs(read_signature_defs(saved_model_dir))
+  except ServingError as e:
+    raise StageError(f"{path} is not a readable SavedModel: {e.message}") from None
 
 
 def _image_sizes(inputs: dict) -> tuple[int, list]:
@@ -185,7 +177,7 @@ def _replay(config: InfraValidateConfig, target: str, signatures: dict, requests
       checks.append({"signature": name, "problems": check_response(signatures[name], inputs, outputs),
                      "outputs": {k: [str(v.dtype), list(v.shape)] for k, v in outputs.items()}})
     fixed = _fixed_size(config.model_dir)
-    if fixed and "a2b" in signatures and set(signatures["a2b"]["inputs"]) == {"images"}:
+    if fixed and "a2b" in signatures and set(signatures["a2b"]["inputs"]) == {contract.IMAGES}:
       checks.append(_check_rejects_other_sizes(client, fixed))
   return checks
 

@@ -1,7 +1,8 @@
 """Push: copy a doubly blessed SavedModel into a TF Serving model root as a new integer version.
 
 Like TFX's Pusher, only a model with both blessings is pushed: `BLESSED` in the evaluation directory (written by
-components.evaluate) AND `INFRA_BLESSED` in the infra-validation directory (components.infra_validate).
+components.evaluate) AND `INFRA_BLESSED` in the infra-validation directory (components.infra_validate); the
+files are the contract of components.blessing.
 
 Layout written: `<serving_root>/<model_name>/<version>/` (saved_model.pb, variables/, assets*/, ...).
 Version policy: max(existing integer versions) + 1, starting at 1. (TFX uses a timestamp; max + 1 is chosen
@@ -22,12 +23,9 @@ import dataclasses
 import os
 import shutil
 
+from components.blessing import blessing_problem
 from components.errors import StageError
 
-BLESSED_FILE = "BLESSED"
-NOT_BLESSED_FILE = "NOT_BLESSED"
-INFRA_BLESSED_FILE = "INFRA_BLESSED"
-INFRA_NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 HIDDEN_PREFIX = ".push-"
 MAX_RENAME_ATTEMPTS = 20
 
@@ -80,38 +78,6 @@ def existing_versions(model_root: str) -> list[int]:
     return []
   return sorted(int(name) for name in os.listdir(model_root)
                 if name.isdigit() and os.path.isdir(os.path.join(model_root, name)))
-
-
-def write_blessing(directory: str, blessed: bool, reason: str, *, infra: bool = False) -> str:
-  """Writes BLESSED/NOT_BLESSED (or INFRA_BLESSED/INFRA_NOT_BLESSED) holding `reason`; removes a stale opposite
-  file from an earlier run so that push never sees both. Returns the written path. (Used by evaluate and
-  infra_validate; push reads these files.)"""
-  good, bad = (INFRA_BLESSED_FILE, INFRA_NOT_BLESSED_FILE) if infra else (BLESSED_FILE, NOT_BLESSED_FILE)
-  os.makedirs(directory, exist_ok=True)
-  for name in (good, bad):
-    if os.path.exists(os.path.join(directory, name)):
-      os.remove(os.path.join(directory, name))
-  path = os.path.join(directory, good if blessed else bad)
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(reason.rstrip() + "\n")
-  return path
-
-
-def _blessing_problem(config: PushConfig) -> str | None:
-  """Returns why the model is not doubly blessed (quoting the NOT_BLESSED reasons), or None if it is."""
-  problems = []
-  for directory, good, bad, stage in ((config.evaluation_dir, BLESSED_FILE, NOT_BLESSED_FILE, "evaluate"),
-                                      (config.infra_validation_dir, INFRA_BLESSED_FILE, INFRA_NOT_BLESSED_FILE,
-                                       "infra_validate")):
-    if os.path.isfile(os.path.join(directory, good)):
-      continue
-    bad_path = os.path.join(directory, bad)
-    if os.path.isfile(bad_path):
-      with open(bad_path, encoding="utf-8") as f:
-        problems.append(f"{stage} did not bless it ({bad_path}: {f.read().strip()})")
-    else:
-      problems.append(f"no {good} file in {directory} (run components.{stage} first)")
-  return "; ".join(problems) or None
 
 
 def _copy_tree_durably(source: str, target: str) -> None:
@@ -177,7 +143,7 @@ def run(config: PushConfig) -> PushResult:
   Raises:
     StageError: the model directory is not a SavedModel, or the serving root cannot be written.
   """
-  problem = _blessing_problem(config)
+  problem = blessing_problem(config.evaluation_dir, config.infra_validation_dir)
   if problem:
     return PushResult(pushed=False, reason=f"not pushed: {problem}")
   if not os.path.isfile(os.path.join(config.model_dir, "saved_model.pb")):

@@ -35,16 +35,15 @@ import tensorflow as tf
 
 import models
 from components import data as data_lib
+from components import measurement
 from components import metrics as metrics_lib
 from components import trainer
 from components.errors import StageError
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-BEST_DIR = "best"  # under CHECKPOINT_DIR
-CHECKPOINT_CHOICES = ("auto", "best", "latest")
-LOG_DIR = "logs"
-SAMPLE_DIR = "samples"
+# The model_dir format this stage writes lives in the contract module (readers import it, not this stage); the
+# names stay importable from here for the loop below and for benchmarks.
+from components.model_dir import (BEST_DIR, CHECKPOINT_CHOICES, CHECKPOINT_DIR, CONFIG_FILE,  # noqa: F401
+                                  LOG_DIR, SAMPLE_DIR, TrainedModel, best_checkpoint_dir, load_model_dir,
+                                  load_trained_model, model_checkpoint, read_config, restore_model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +196,8 @@ def schedule_for_run(preset_config, model_config, overrides: Mapping[str, Any], 
 
 def _validate(config: TrainConfig) -> None:
   """Raises StageError for settings that cannot work."""
-  if config.family not in models.FAMILY_NAMES:
-    raise StageError(f"Unknown --model={config.family!r}; choose one of {', '.join(models.FAMILY_NAMES)}.")
+  if config.family not in models.family_names():
+    raise StageError(f"Unknown --model={config.family!r}; choose one of {', '.join(models.family_names())}.")
   for name in ("checkpoint_every_steps", "keep_checkpoints", "summary_every_steps", "num_samples",
                "cpu_replicas"):
     if getattr(config, name) < 1:
@@ -217,9 +216,9 @@ def _validate(config: TrainConfig) -> None:
   if config.best_metric not in metrics_lib.METRIC_MODES:
     raise StageError(f"--best_metric must be one of {', '.join(metrics_lib.METRIC_MODES)}, got "
                      f"{config.best_metric!r}.")
-  if config.best_metric.startswith("diversity") and config.family != "munit":
-    raise StageError(f"--best_metric={config.best_metric} is measured for MUNIT only (the multimodal family); "
-                     "choose kid, fid, cycle_l1 or cycle_psnr.")
+  if config.best_metric.startswith("diversity") and not models.get_family(config.family).traits.multimodal:
+    raise StageError(f"--best_metric={config.best_metric} is measured for multimodal families only (MUNIT only of "
+                     f"the built-in ones; {config.family} draws no styles); choose kid, fid, cycle_l1 or cycle_psnr.")
   if config.eval_feature_extractor not in metrics_lib.FEATURE_EXTRACTORS:
     raise StageError(f"--eval_feature_extractor must be one of {metrics_lib.FEATURE_EXTRACTORS}, got "
                      f"{config.eval_feature_extractor!r}.")
@@ -478,29 +477,26 @@ class InTrainingEvaluation:
   """The evaluate stage's metrics on a small held-out slice, measured during training.
 
   The slice: the first `eval_images` test images of each domain in file order, through the family's test
-  transform (a dataset without a test split is a StageError before training starts). Measured exactly as `components.evaluate` measures
-  (its `translate_both_ways` and `compute_metrics` through the exported TranslatorModule, its defaults for KID
-  subsets, seeds and MUNIT styles), with `eval_feature_extractor` features: the numbers equal what
+  transform (a dataset without a test split is a StageError before training starts). Measured exactly as
+  `components.evaluate` measures (components.measurement's `translate_both_ways` and `compute_metrics` through
+  the exported TranslatorModule, evaluate's defaults for KID subsets, seeds and MUNIT styles as
+  `measurement.MeasureOptions`), with `eval_feature_extractor` features: the numbers equal what
   `python -m components.evaluate --num_images=<eval_images> --feature_extractor=<same>` reports for that
   checkpoint.
   """
 
   def __init__(self, config: TrainConfig, family: models.Family, model_config, model):
-    from components import evaluate_lib  # pylint: disable=import-outside-toplevel  (evaluate_lib imports us)
-    self._lib = evaluate_lib
     size = int(model_config.image_size)
     self.images = {}
     for domain in ("a", "b"):
       try:
-        self.images[domain] = evaluate_lib.load_test_images(config.data_dir, domain, size, config.eval_images,
-                                                            family.transform)
+        self.images[domain] = measurement.load_test_images(config.data_dir, domain, size, config.eval_images,
+                                                           family.transform)
       except StageError as e:
         raise StageError(f"In-training evaluation (--eval_every_steps) needs a test split: {e}") from e
-    self.eval_config = evaluate_lib.EvaluateConfig(
-        model_dir=config.model_dir, data_dir=config.data_dir, output_dir=config.model_dir,
-        num_images=config.eval_images, feature_extractor=config.eval_feature_extractor)
+    self.eval_config = measurement.MeasureOptions()  # evaluate's defaults (KID subsets, seed, styles)
     self.extractor = metrics_lib.build_feature_extractor(config.eval_feature_extractor)
-    self.signatures = evaluate_lib.Signatures.of_model(model, family.name)
+    self.signatures = measurement.Signatures.of_model(model, family)
     self.lpips_net = None
     if self.signatures.multimodal:
       self.lpips_net = (self.extractor if isinstance(self.extractor, metrics_lib.HedVgg16Features)
@@ -509,118 +505,5 @@ class InTrainingEvaluation:
   def measure(self) -> dict[str, float]:
     """Metric name -> value for the model's current weights (kid, fid, cycle_l1, cycle_psnr, per direction...)."""
     num_styles = self.eval_config.num_styles if self.signatures.multimodal else 1
-    outputs = self._lib.translate_both_ways(self.signatures, self.images, self.eval_config, num_styles)
-    return self._lib.compute_metrics(outputs, self.images, self.extractor, self.eval_config, self.lpips_net)
-
-
-def model_checkpoint(model, **objects) -> tf.train.Checkpoint:
-  """The checkpoint layout of model_dir/checkpoints: `model`, `model_variables` and `objects`.
-
-  Training passes `gen_optimizer`, `dis_optimizer`, `step` and `rng` (the tf.random.Generator every random draw
-  of a train step derives from) as `objects`, and `generator_ema` (trainer.GeneratorEMA.averages, positional
-  like model_variables) when the EMA is on. The best checkpoint (checkpoints/best/) holds `model`,
-  `model_variables`, `step` and `generator_ema` only.
-
-  Keras 3 layers held in Python lists are not children in tf.train.Checkpoint's object graph, so
-  `Checkpoint(model=model)` alone misses most weights; every variable of `model.variables` is therefore also
-  saved by position under `model_variables` (the same architecture always lists them in the same order).
-  """
-  return tf.train.Checkpoint(model=model, model_variables=list(model.variables), **objects)
-
-
-def restore_model(model, path: str, **objects) -> int:
-  """Restores `model`'s weights (and `objects`, e.g. generator_ema) from the checkpoint `path`; returns its step.
-
-  Raises StageError when a model variable (or object) is missing from the checkpoint or has another shape (a
-  different architecture or config).
-  """
-  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-  try:
-    model_checkpoint(model, step=step, **objects).restore(path).assert_existing_objects_matched().expect_partial()
-  except (AssertionError, ValueError) as e:
-    raise StageError(f"Checkpoint {path} does not fit this model ({e}); was it written for another config?") from e
-  return int(step.numpy())
-
-
-def read_config(model_dir: str) -> dict[str, Any]:
-  """Returns the parsed model_dir/config.json; StageError when it is missing."""
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise StageError(f"{path} not found: {model_dir} is not a trained model directory (run components.train).")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-  """A model rebuilt from a model_dir by `load_model_dir`.
-
-  Attributes:
-    family, config, model, step: the Family, its config dataclass, the built model with the chosen weights, and
-      the training step of the checkpoint.
-    checkpoint: "best" or "latest" (which checkpoint was read); path: its `ckpt-N` prefix.
-    weights: "ema" (the generator EMA was on: the generators hold the averages) or "trained".
-    best: the best checkpoint's record (best.json) when `checkpoint` is "best", else None.
-  """
-
-  family: models.Family
-  config: Any
-  model: Any
-  step: int
-  checkpoint: str
-  path: str
-  weights: str
-  best: dict | None = None
-
-  def describe(self) -> dict[str, Any]:
-    """What was loaded, for metrics.json, the model card and the lineage: checkpoint, path, step, weights, best."""
-    return {"checkpoint": self.checkpoint, "path": self.path, "step": self.step, "weights": self.weights,
-            "best": self.best}
-
-
-def best_checkpoint_dir(model_dir: str) -> str:
-  """model_dir/checkpoints/best."""
-  return os.path.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
-
-
-def load_model_dir(model_dir: str, checkpoint: str = "auto") -> TrainedModel:
-  """Rebuilds the model of a model_dir from config.json and one of its checkpoints (the one reader of model_dirs).
-
-  Args:
-    model_dir: components.train's model_dir.
-    checkpoint: "best" (checkpoints/best/, kept by in-training evaluation), "latest" (the newest rolling
-      checkpoint) or "auto" (best when present, else latest).
-  Returns:
-    TrainedModel. When the run kept a generator EMA (config.json train.ema_decay > 0) the generators hold the
-    averages (weights "ema"). StageError when the asked-for checkpoint does not exist.
-  """
-  if checkpoint not in CHECKPOINT_CHOICES:
-    raise StageError(f"--checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got {checkpoint!r}.")
-  saved = read_config(model_dir)
-  family = models.get_family(saved["family"])
-  model_config = family.config_class.from_dict(saved["model"])
-  best_path = tf.train.latest_checkpoint(best_checkpoint_dir(model_dir))
-  if checkpoint == "best" and best_path is None:
-    raise StageError(f"No best checkpoint in {best_checkpoint_dir(model_dir)}: train with --eval_every_steps > 0 "
-                     "to keep one, or use --checkpoint=latest.")
-  kind = "best" if checkpoint == "best" or (checkpoint == "auto" and best_path) else "latest"
-  path = best_path if kind == "best" else tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
-  if path is None:
-    raise StageError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}: train the model first.")
-  model = family.build_model(model_config)
-  ema_on = float(saved.get("train", {}).get("ema_decay", 0.0) or 0.0) > 0
-  if ema_on:
-    averages = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in model.generator_variables]
-    step = restore_model(model, path, generator_ema=averages)
-    for variable, average in zip(model.generator_variables, averages):
-      variable.assign(average)
-  else:
-    step = restore_model(model, path)
-  best = trainer.read_best(best_checkpoint_dir(model_dir)) if kind == "best" else None
-  return TrainedModel(family, model_config, model, step, kind, path, "ema" if ema_on else "trained", best)
-
-
-def load_trained_model(model_dir: str, checkpoint: str = "auto"):
-  """`load_model_dir` as a tuple: (family, model_config, model, step)."""
-  loaded = load_model_dir(model_dir, checkpoint)
-  return loaded.family, loaded.config, loaded.model, loaded.step
+    outputs = measurement.translate_both_ways(self.signatures, self.images, self.eval_config, num_styles)
+    return measurement.compute_metrics(outputs, self.images, self.extractor, self.eval_config, self.lpips_net)

@@ -130,17 +130,18 @@ def translate_over_grpc(target: str, model_name: str, version: int, images: dict
                         output_dir: str, scale: int = 4) -> list[str]:
   """Sends `images` ({"a2b": uint8 [N, H, W, 3] of domain A, "b2a": ... of B}) to the server at `target`
   (model `model_name`, pinned `version`) and writes inputs, outputs and one grid per direction; returns paths."""
+  from serving import signatures as contract  # pylint: disable=import-outside-toplevel
   from serving.client import TranslationClient  # pylint: disable=import-outside-toplevel
   os.makedirs(output_dir, exist_ok=True)
   written = []
   with TranslationClient(target, model_name, version=version) as client:
     signatures = client.metadata()["signatures"]
     for direction, inputs in images.items():
-      seed = np.arange(len(inputs), dtype=np.int64) if "seed" in signatures[direction]["inputs"] else None
+      seed = np.arange(len(inputs), dtype=np.int64) if contract.takes_seed(signatures[direction]["inputs"]) else None
       outputs = client.translate(inputs, direction, seed=seed)
       rows = [inputs, outputs["images"]]
-      if "attention" in outputs:
-        heat = np.clip(np.asarray(outputs["attention"]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+      if contract.ATTENTION in outputs:
+        heat = np.clip(np.asarray(outputs[contract.ATTENTION]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         rows.append(np.repeat(heat[..., None], 3, axis=-1))
       for i in range(len(inputs)):
         written.append(_save(os.path.join(output_dir, f"{direction}_{i:02d}_input.png"), inputs[i]))
@@ -227,6 +228,7 @@ def untrained_baseline(pipeline: pipeline_lib.PipelineConfig, output_root: str, 
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from components import export_lib, train_lib, trainer  # pylint: disable=import-outside-toplevel
+  from components import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
   family = models.get_family(pipeline.model)
   overrides = untrained_model_overrides(pipeline)
   seed = int(pipeline.stage_options.get("train", {}).get("seed", 0) or 0)
@@ -243,12 +245,12 @@ def untrained_baseline(pipeline: pipeline_lib.PipelineConfig, output_root: str, 
   keras.utils.set_random_seed(seed)
   model = family.build_model(model_config)
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-  manager = tf.train.CheckpointManager(train_lib.model_checkpoint(model, step=step),
-                                       os.path.join(model_dir, train_lib.CHECKPOINT_DIR), max_to_keep=1)
+  manager = tf.train.CheckpointManager(model_dir_lib.model_checkpoint(model, step=step),
+                                       os.path.join(model_dir, model_dir_lib.CHECKPOINT_DIR), max_to_keep=1)
   manager.save(checkpoint_number=0)
   train = train_lib.TrainConfig(family=family.name, data_dir="", model_dir=model_dir, preset=pipeline.preset,
                                 model_overrides=overrides, steps=0, seed=seed)
-  trainer.write_json(os.path.join(model_dir, train_lib.CONFIG_FILE),
+  trainer.write_json(os.path.join(model_dir, model_dir_lib.CONFIG_FILE),
                      {"family": family.name, "preset": pipeline.preset, "model": model_config.to_dict(),
                       "train": train.to_dict(), "untrained": True})
   export_lib.run(export_lib.ExportConfig(model_dir=model_dir, output_dir=saved_model, model_name="untrained",

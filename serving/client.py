@@ -1,10 +1,9 @@
 """gRPC client of the translation models: `TranslationClient` (library) and `python -m serving.client` (CLI).
 
 Speaks only TF Serving's wire protocol (PredictionService / ModelService stubs), so it works against this
-project's server and the real tensorflow_model_server alike. Signatures (DESIGN.md): `a2b`/`b2a` take
-`images` uint8 [N, H, W, 3] (MUNIT also an optional `seed` int64 [N]) and return `images` (MUNIT also `style`,
-U-GAT-IT `attention` float32 [N, H, W]); `a2b_style` takes `images` + `style` float32 [N, style_dim];
-`a2b_reference` takes `images` + `reference` uint8 [N, H', W', 3].
+project's server and the real tensorflow_model_server alike. Signatures: the table of serving.signatures
+(DESIGN.md); what a model offers is read from its own signatures (`serving.signatures.takes_seed`: a2b takes a
+`seed`, so the model draws styles and `translate` may send one, or random ones when none is given).
 
 CLI:
   python -m serving.client --server=localhost:8500 --model_name=NAME --direction=a2b \
@@ -22,13 +21,14 @@ import time
 import grpc
 import numpy as np
 
+from serving import signatures as contract
 from serving import tensors
 # TF Serving's protos and stubs without importing TensorFlow (serving/wire.py): the client starts in a fraction
 # of the time and memory.
 from serving.wire import (get_model_metadata_pb2, get_model_status_pb2, model_pb2, model_service_pb2_grpc,
                           predict_pb2, prediction_service_pb2_grpc)
 
-DIRECTIONS = ("a2b", "b2a")
+DIRECTIONS = contract.DIRECTIONS
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 _STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State
 
@@ -208,20 +208,22 @@ class TranslationClient:
         style = np.repeat(style[None], count, axis=0)
       if style.ndim != 2 or style.shape[0] != count:
         raise ValueError(f"style must be [N, style_dim] with N = {count} images, got shape {list(style.shape)}")
-      signature, inputs = f"{direction}_style", {"images": images, "style": style}
+      signature, inputs = direction + contract.STYLE_SUFFIX, {contract.IMAGES: images, contract.STYLE: style}
     elif reference is not None:
       reference = _as_images(reference, "reference")
       if reference.shape[0] == 1 and count > 1:
         reference = np.repeat(reference, count, axis=0)
       if reference.shape[0] != count:
         raise ValueError(f"reference must hold 1 or {count} images, got {reference.shape[0]}")
-      signature, inputs = f"{direction}_reference", {"images": images, "reference": reference}
+      signature = direction + contract.REFERENCE_SUFFIX
+      inputs = {contract.IMAGES: images, contract.REFERENCE: reference}
     else:
-      signature, inputs = direction, {"images": images}
-      if seed is None and "seed" in self.signature_inputs(direction):
+      signature, inputs = direction, {contract.IMAGES: images}
+      multimodal = contract.takes_seed(self.signature_inputs(direction))
+      if seed is None and multimodal:
         seed = np.random.default_rng().integers(0, 2**31, size=count, dtype=np.int64)
       if seed is not None:
-        if "seed" not in self.signature_inputs(direction):
+        if not multimodal:
           raise TranslationError(f"model {self.model_name!r} signature {direction!r} takes no seed: it is not "
                                  "multimodal (only MUNIT draws styles); drop the seed/--num_styles option")
         seed = np.asarray(seed, dtype=np.int64).reshape(-1)
@@ -229,7 +231,7 @@ class TranslationClient:
           seed = seed + np.arange(count, dtype=np.int64)
         if seed.size != count:
           raise ValueError(f"seed must be an int or {count} ints, got {seed.size}")
-        inputs["seed"] = seed
+        inputs[contract.SEED] = seed
     if signature != direction:
       self.signature_inputs(signature)  # a clear error if the model does not export it
     return self.predict(signature, inputs)
@@ -290,17 +292,17 @@ def translate_files(client: TranslationClient, image_paths: list, output_dir: st
       runs = [("", client.translate(image, direction, reference=reference))]
     elif num_styles > 1:
       runs = [(f"_style{k}", client.translate(image, direction, seed=seed + k)) for k in range(num_styles)]
-    elif "seed" in client.signature_inputs(direction):
+    elif contract.takes_seed(client.signature_inputs(direction)):
       runs = [("", client.translate(image, direction, seed=seed))]
     else:
       runs = [("", client.translate(image, direction))]
     for suffix, result in runs:
       out = os.path.join(output_dir, f"{stem}_{direction}{suffix}.png")
-      write_png(out, result["images"][0])
+      write_png(out, result[contract.IMAGES][0])
       written.append(out)
-      if "attention" in result:
+      if contract.ATTENTION in result:
         out = os.path.join(output_dir, f"{stem}_{direction}{suffix}_attention.png")
-        write_png(out, result["attention"][0])
+        write_png(out, result[contract.ATTENTION][0])
         written.append(out)
   return written
 

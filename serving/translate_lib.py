@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 
+from serving import signatures as contract
 from serving.config import MODEL_CARD_RELATIVE_PATH as MODEL_CARD, read_model_card
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -350,7 +351,7 @@ class Translator:
     self.config = config
     direction = config.direction
     inputs, _ = model.require(direction, f"--direction={direction}")
-    multimodal = "seed" in inputs
+    multimodal = contract.takes_seed(inputs)
     if config.num_styles > 1 and not multimodal:
       raise TranslateError(f"--num_styles={config.num_styles} needs a multimodal model (MUNIT, whose {direction} "
                            "signature takes a seed); this model's takes only images")

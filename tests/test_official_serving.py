@@ -17,7 +17,7 @@ import os
 import numpy as np
 import pytest
 
-from components import export_lib, import_official_lib, infra_validate_lib, push_lib
+from components import blessing, export_lib, import_official_lib, infra_validate_lib, push_lib
 from serving import client as client_lib
 from serving import process
 
@@ -62,7 +62,7 @@ def test_imported_official_checkpoints_are_served_with_the_official_test_scripts
                                                                           model_name=name))
     assert infra.blessed, infra.reason
     evaluation = tmp_path / name / "evaluate"
-    push_lib.write_blessing(str(evaluation), True, "imported official checkpoint (equivalence-tested)")
+    blessing.write_blessing(str(evaluation), True, "imported official checkpoint (equivalence-tested)")
     pushed = push_lib.run(push_lib.PushConfig(export.path, str(serving_root), name, str(evaluation),
                                               str(tmp_path / name / "infra")))
     assert pushed.pushed and pushed.version == 1, pushed.reason
