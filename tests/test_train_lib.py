@@ -96,7 +96,7 @@ def _recording(family, *, fail_from_step=None):
 
 
 def test_resumed_run_draws_the_same_random_values_as_an_uninterrupted_run(data_dir, tmp_path):
-  from tests.test_train_data import read_scalars  # pylint: disable=import-outside-toplevel
+  from components.trainer import read_scalars  # pylint: disable=import-outside-toplevel
   family = models.get_family(FAMILY)
   straight = str(tmp_path / "straight")
   train_lib.run(_config(data_dir, straight, steps=4), family=_recording(family))
