@@ -26,7 +26,7 @@ import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, predict_pb2
 
-from serving import server_lib, tensors
+from serving import handlers, tensors
 from serving.errors import ServingError, from_exception
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -156,7 +156,7 @@ def predict_json(manager, match, body: bytes, info: dict | None = None) -> dict:
   request.model_spec.signature_name = name
   for key, value in inputs.items():
     request.inputs[key].CopyFrom(tensors.to_tensor_proto(value))
-  response = server_lib.predict(manager, request)
+  response = handlers.predict(manager, request)
   outputs = {alias: tensors.from_tensor_proto(proto) for alias, proto in response.outputs.items()}
   if not rows:
     if len(outputs) == 1:
@@ -182,14 +182,14 @@ def get_json(manager, match) -> dict:
   spec = _model_spec(match)
   if match["resource"] == "metadata":
     request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec,
-                                                             metadata_field=[server_lib.SIGNATURE_DEF_FIELD])
-    response = server_lib.model_metadata(manager, request)
+                                                             metadata_field=[handlers.SIGNATURE_DEF_FIELD])
+    response = handlers.model_metadata(manager, request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata[server_lib.SIGNATURE_DEF_FIELD].Unpack(signature_map)
+    response.metadata[handlers.SIGNATURE_DEF_FIELD].Unpack(signature_map)
     return {"model_spec": _proto_json(response.model_spec),
-            "metadata": {server_lib.SIGNATURE_DEF_FIELD: _proto_json(signature_map)}}
+            "metadata": {handlers.SIGNATURE_DEF_FIELD: _proto_json(signature_map)}}
   request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
-  return _proto_json(server_lib.model_status(manager, request))
+  return _proto_json(handlers.model_status(manager, request))
 
 
 class RestServer:

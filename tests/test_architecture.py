@@ -4,8 +4,7 @@
   components/<stage>/...): what passes between stages lives in contract modules (components.model_dir,
   components.blessing, components.translator, components.measurement, serving.signatures), and a contract module
   imports no stage module (else a stage would reach another one through it).
-* No circular imports among the project's modules, function-level imports included (one known cycle, owned
-  elsewhere, is listed in KNOWN_CYCLES).
+* No circular imports among the project's modules, function-level imports included.
 * No model family is compared as a string outside models/ (what a family offers is `Family.traits`).
 * The packages import one way (docs/INTERFACES.md): models/ imports no other project package, serving/ imports
   neither models/ nor components/, no library package imports pipelines/ or benchmarks/.
@@ -26,9 +25,6 @@ FAMILY_NAMES = ("unit", "munit", "ugatit")  # the built-in families (models.FAMI
 # Where family names may be compared: the families themselves and the registry (models/), and the benchmarks that
 # run the official (torch) code of each family or tune a family's benchmark setup (not part of the product).
 FAMILY_NAME_CHECK_DIRS = ("components", "pipelines", "serving")
-# Cycles known and owned elsewhere (issue #16 item 5: server_lib imports rest inside ModelServer.start, rest
-# imports server_lib's handlers). Remove the entry with the fix; any other cycle fails the test.
-KNOWN_CYCLES = [["serving.rest", "serving.server_lib"]]
 
 
 def python_files(root: str, packages=PACKAGES) -> list[str]:
@@ -199,7 +195,7 @@ def test_no_stage_module_imports_another_stage(graph):
 
 def test_no_circular_imports(graph):
   modules, edges = graph
-  assert cycles(modules, edges) == KNOWN_CYCLES
+  assert cycles(modules, edges) == []
 
 
 def test_packages_import_one_way(graph):
