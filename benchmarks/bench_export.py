@@ -38,8 +38,13 @@ flags.DEFINE_integer("repeats", 5, "Timed calls per signature and size (median r
 flags.DEFINE_string("output", None, "Also write the Markdown table to this file.")
 
 
-def _preset(family: str, preset: str) -> str:
-  return "paper_light" if family == "ugatit" and preset == "paper" else preset
+def _preset(family_name: str, preset: str) -> str:
+  """`preset`, or its `<preset>_light` variant when `preset` builds a fixed-size model (U-GAT-IT full: paper ->
+  paper_light), which could not be measured at every --sizes."""
+  family = models.get_family(family_name)
+  config = family.presets.get(preset)
+  light = f"{preset}_light"
+  return light if config is not None and family.fixed_size(config) is not None and light in family.presets else preset
 
 
 def _inputs(signature: str, size: int, style_dim: int | None) -> dict:

@@ -33,7 +33,7 @@ from absl import app, flags
 import models
 
 
-TORCH_SCRIPT = r'''
+TORCH_PRELUDE = r'''
 import json, statistics, sys, time, types
 sys.path.insert(0, sys.argv[1])
 try:
@@ -44,17 +44,27 @@ import torch
 family, size, runs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 torch.manual_seed(0)
 x = torch.rand(1, 3, size, size) * 2 - 1
-if family == "munit":
-  from networks import AdaINGen
-  params = dict(dim=64, mlp_dim=256, style_dim=8, activ="relu", n_downsample=2, n_res=4, pad_type="reflect")
-  gen_a, gen_b = AdaINGen(3, params).eval(), AdaINGen(3, params).eval()
-  style = torch.randn(1, 8, 1, 1)
-  fn = lambda: gen_b.decode(gen_a.encode(x)[0], style)
-else:
-  from trainers.cocogan_nets import COCOResGen
-  gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=64, n_enc_front_blk=3, n_enc_res_blk=3,
-                        n_enc_shared_blk=1, n_gen_shared_blk=1, n_gen_res_blk=3, n_gen_front_blk=3)).eval()
-  fn = lambda: gen.forward_a2b(x)[0]
+'''
+
+# Family -> torch code defining `fn`, the official paper generator's a2b translation of `x` (run between
+# TORCH_PRELUDE and TORCH_TIMING).
+TORCH_GENERATORS = {
+    "munit": r'''
+from networks import AdaINGen
+params = dict(dim=64, mlp_dim=256, style_dim=8, activ="relu", n_downsample=2, n_res=4, pad_type="reflect")
+gen_a, gen_b = AdaINGen(3, params).eval(), AdaINGen(3, params).eval()
+style = torch.randn(1, 8, 1, 1)
+fn = lambda: gen_b.decode(gen_a.encode(x)[0], style)
+''',
+    "unit": r'''
+from trainers.cocogan_nets import COCOResGen
+gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=64, n_enc_front_blk=3, n_enc_res_blk=3,
+                      n_enc_shared_blk=1, n_gen_shared_blk=1, n_gen_res_blk=3, n_gen_front_blk=3)).eval()
+fn = lambda: gen.forward_a2b(x)[0]
+''',
+}
+
+TORCH_TIMING = r'''
 times = []
 with torch.no_grad():
   for _ in range(2):
@@ -83,6 +93,18 @@ def matmul_fn():
   return lambda: fn(a, b).numpy()
 
 
+def matmul_ceiling(runs: int = 10) -> float:
+  """Best GFLOP/s of matmul_fn on this machine (best of `runs` calls after one warm-up call)."""
+  matmul = matmul_fn()
+  matmul()
+  best = float("inf")
+  for _ in range(runs):
+    start = time.perf_counter()
+    matmul()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * MATMUL_N ** 3 / best / 1e9
+
+
 def graph_flops(concrete_function) -> int:
   """Multiply-add FLOPs (x2) of Conv2D, Conv2DBackpropInput (transposed conv) and MatMul ops in a traced graph."""
   total = 0
@@ -109,7 +131,7 @@ def measure_tf(family_name: str, image_size: int, runs: int) -> dict:
   config = models.get_config(family_name, "paper", image_size=image_size)
   model = family.build_model(config)
   x = tf.random.stateless_uniform([1, image_size, image_size, 3], seed=[5, 6], minval=-1.0, maxval=1.0)
-  if family_name == "munit":
+  if family.traits.multimodal:
     style = tf.random.stateless_normal([1, config.style_dim], seed=[7, 8])
     fn = tf.function(lambda images: model.translate(images, "a2b", style=style)["images"])
   else:
@@ -137,6 +159,8 @@ def measure_torch(family_name: str, image_size: int, runs: int) -> dict | str:
   torch_python = flags.FLAGS.torch_python
   if not torch_python or not os.path.exists(torch_python):
     return f"skipped: no torch interpreter at {torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
+  if family_name not in TORCH_GENERATORS:
+    return f"skipped: no official generator for {family_name} in TORCH_GENERATORS"
   with tempfile.TemporaryDirectory() as tmp:
     try:
       src = source.export_reference(family_name, tmp)
@@ -144,7 +168,7 @@ def measure_torch(family_name: str, image_size: int, runs: int) -> dict | str:
       return f"skipped: {e}"
     script = os.path.join(tmp, "bench_torch.py")
     with open(script, "w") as f:
-      f.write(TORCH_SCRIPT)
+      f.write(TORCH_PRELUDE + TORCH_GENERATORS[family_name] + TORCH_TIMING)
     proc = subprocess.run([torch_python, script, src, family_name, str(image_size), str(runs)],
                           capture_output=True, text=True, timeout=1800)
   if proc.returncode != 0:

@@ -51,16 +51,25 @@ FLAGS = flags.FLAGS
 PRESET = {"unit": "paper", "munit": "paper", "ugatit": "paper_light"}
 
 
+def _ugatit_fit(size: int) -> dict:
+  """U-GAT-IT's global discriminator as deep as `size` allows (the paper's 7 layers need 256 x 256)."""
+  from models.ugatit.config import min_discriminator_size  # pylint: disable=import-outside-toplevel
+  layers = 7
+  while min_discriminator_size(layers) > size:
+    layers -= 1
+  return {"global_dis_layers": layers}
+
+
+# Family -> size -> the overrides that make its benchmark architecture fit `size` (none for UNIT and MUNIT).
+FIT_TO_SIZE = {"ugatit": _ugatit_fit}
+
+
 def model_config(family: str, size: int, batch: int):
   """The family's paper architecture at `size` and `batch` (U-GAT-IT: light, global D as deep as fits)."""
   import models  # pylint: disable=import-outside-toplevel
   overrides = {"image_size": size, "batch_size": batch}
-  if family == "ugatit":
-    from models.ugatit.config import min_discriminator_size  # pylint: disable=import-outside-toplevel
-    layers = 7
-    while min_discriminator_size(layers) > size:
-      layers -= 1
-    overrides["global_dis_layers"] = layers
+  if family in FIT_TO_SIZE:
+    overrides.update(FIT_TO_SIZE[family](size))
   return models.get_config(family, PRESET[family], **overrides)
 
 
@@ -100,7 +109,7 @@ def tf_stepper(family_name: str, size: int, batch: int, jit: bool, warmup: int):
   return run, free
 
 
-TORCH_SCRIPT = r'''
+TORCH_PRELUDE = r'''
 import json, sys, time, types, itertools
 import torch, torch.nn as nn
 torch.Tensor.cuda = lambda self, *a, **k: self          # the official code calls .cuda(); run on the CPU
@@ -113,102 +122,110 @@ torch.manual_seed(0)
 x_a = torch.rand(batch, 3, size, size) * 2 - 1
 x_b = torch.rand(batch, 3, size, size) * 2 - 1
 adam = lambda params: torch.optim.Adam(params, lr=m["lr"], betas=(m["beta1"], m["beta2"]), weight_decay=m["weight_decay"])
+'''
 
-if family == "munit":
-  sys.path.insert(0, src + "/munit")
-  from networks import AdaINGen, MsImageDis
-  gen = dict(dim=m["dim"], mlp_dim=m["mlp_dim"], style_dim=m["style_dim"], activ="relu", n_downsample=m["n_downsample"],
-             n_res=m["n_res"], pad_type="reflect")
-  dis = dict(dim=m["dis_dim"], norm="none", activ="lrelu", n_layer=m["dis_n_layer"], gan_type="lsgan",
-             num_scales=m["dis_num_scales"], pad_type="reflect")
-  gen_a, gen_b, dis_a, dis_b = AdaINGen(3, gen), AdaINGen(3, gen), MsImageDis(3, dis), MsImageDis(3, dis)
-  gen_opt = adam(list(gen_a.parameters()) + list(gen_b.parameters()))
-  dis_opt = adam(list(dis_a.parameters()) + list(dis_b.parameters()))
-  l1 = lambda a, b: torch.mean(torch.abs(a - b))
-  def step():  # trainer.py dis_update then gen_update
-    sd = m["style_dim"]
-    dis_opt.zero_grad()
-    s_a, s_b = torch.randn(batch, sd, 1, 1), torch.randn(batch, sd, 1, 1)
-    c_a, _ = gen_a.encode(x_a); c_b, _ = gen_b.encode(x_b)
-    x_ba, x_ab = gen_a.decode(c_b, s_a), gen_b.decode(c_a, s_b)
-    loss = m["gan_w"] * dis_a.calc_dis_loss(x_ba.detach(), x_a) + m["gan_w"] * dis_b.calc_dis_loss(x_ab.detach(), x_b)
-    loss.backward(); dis_opt.step()
-    gen_opt.zero_grad()
-    s_a, s_b = torch.randn(batch, sd, 1, 1), torch.randn(batch, sd, 1, 1)
-    c_a, s_a_p = gen_a.encode(x_a); c_b, s_b_p = gen_b.encode(x_b)
-    x_a_r, x_b_r = gen_a.decode(c_a, s_a_p), gen_b.decode(c_b, s_b_p)
-    x_ba, x_ab = gen_a.decode(c_b, s_a), gen_b.decode(c_a, s_b)
-    c_b_r, s_a_r = gen_a.encode(x_ba); c_a_r, s_b_r = gen_b.encode(x_ab)
-    loss = (m["gan_w"] * (dis_a.calc_gen_loss(x_ba) + dis_b.calc_gen_loss(x_ab))
-            + m["recon_x_w"] * (l1(x_a_r, x_a) + l1(x_b_r, x_b)) + m["recon_s_w"] * (l1(s_a_r, s_a) + l1(s_b_r, s_b))
-            + m["recon_c_w"] * (l1(c_a_r, c_a) + l1(c_b_r, c_b)))
-    loss.backward(); gen_opt.step()
-elif family == "unit":
-  sys.path.insert(0, src + "/unit")
-  from trainers.cocogan_nets import COCOResGen, COCODis
-  gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=m["ch"], n_enc_front_blk=m["n_enc_front_blk"],
-                        n_enc_res_blk=m["n_enc_res_blk"], n_enc_shared_blk=m["n_enc_shared_blk"],
-                        n_gen_shared_blk=m["n_gen_shared_blk"], n_gen_res_blk=m["n_gen_res_blk"],
-                        n_gen_front_blk=m["n_gen_front_blk"]))
-  dis = COCODis(dict(ch=m["dis_ch"], input_dim_a=3, input_dim_b=3, n_layer=m["dis_n_layer"]))
-  gen_opt, dis_opt = adam(gen.parameters()), adam(dis.parameters())
-  bce = nn.functional.binary_cross_entropy
-  def step():  # cocogan_trainer.py dis_update then gen_update
-    dis.zero_grad()
-    _, x_ba, x_ab, _, _ = gen(x_a, x_b)
-    res_a, res_b = dis(torch.cat((x_a, x_ba), 0), torch.cat((x_b, x_ab), 0))
-    loss = 0
-    for out_a, out_b in zip(res_a, res_b):
-      out_a, out_b = torch.sigmoid(out_a), torch.sigmoid(out_b)
-      ta, fa = torch.split(out_a, out_a.size(0) // 2, 0); tb, fb = torch.split(out_b, out_b.size(0) // 2, 0)
-      loss = loss + bce(ta, torch.ones_like(ta)) + bce(fa, torch.zeros_like(fa)) + bce(tb, torch.ones_like(tb)) + bce(fb, torch.zeros_like(fb))
-    (m["gan_w"] * loss).backward(); dis_opt.step()
-    gen.zero_grad()
-    x_aa, x_ba, x_ab, x_bb, shared = gen(x_a, x_b)
-    x_bab, shared_bab = gen.forward_a2b(x_ba); x_aba, shared_aba = gen.forward_b2a(x_ab)
-    outs_a, outs_b = dis(x_ba, x_ab)
-    ad = sum(bce(torch.sigmoid(o), torch.ones_like(o)) for o in list(outs_a) + list(outs_b))
-    kl = lambda mu: torch.mean(mu ** 2)
-    l1 = nn.functional.l1_loss
-    loss = (m["gan_w"] * ad + m["ll_direct_link_w"] * (l1(x_aa, x_a) + l1(x_bb, x_b))
-            + m["ll_cycle_link_w"] * (l1(x_aba, x_a) + l1(x_bab, x_b)) + m["kl_direct_link_w"] * 2 * kl(shared)
-            + m["kl_cycle_link_w"] * (kl(shared_bab) + kl(shared_aba)))
-    loss.backward(); gen_opt.step()
-else:
-  sys.path.insert(0, src + "/ugatit")
-  from networks import ResnetGenerator, Discriminator, RhoClipper
-  G = lambda: ResnetGenerator(3, 3, ngf=m["ch"], n_blocks=m["n_res"], img_size=size, light=m["light"])
-  gA2B, gB2A = G(), G()
-  dGA, dGB = Discriminator(3, m["ch"], m["global_dis_layers"]), Discriminator(3, m["ch"], m["global_dis_layers"])
-  dLA, dLB = Discriminator(3, m["ch"], m["local_dis_layers"]), Discriminator(3, m["ch"], m["local_dis_layers"])
-  G_opt = adam(itertools.chain(gA2B.parameters(), gB2A.parameters()))
-  D_opt = adam(itertools.chain(dGA.parameters(), dGB.parameters(), dLA.parameters(), dLB.parameters()))
-  clip = RhoClipper(0, 1)
-  mse, l1, bce = nn.MSELoss(), nn.L1Loss(), nn.BCEWithLogitsLoss()
-  one = lambda t: mse(t, torch.ones_like(t)); zero = lambda t: mse(t, torch.zeros_like(t))
-  def step():  # UGATIT.py train(): D update, G update, rho clipping
-    D_opt.zero_grad()
-    f_ab, _, _ = gA2B(x_a); f_ba, _, _ = gB2A(x_b)
-    loss = 0
-    for d, real, fake in ((dGA, x_a, f_ba), (dLA, x_a, f_ba), (dGB, x_b, f_ab), (dLB, x_b, f_ab)):
-      rl, rc, _ = d(real); fl, fc, _ = d(fake)
-      loss = loss + one(rl) + zero(fl) + one(rc) + zero(fc)
-    (m["adv_weight"] * loss).backward(); D_opt.step()
-    G_opt.zero_grad()
-    f_ab, f_ab_cam, _ = gA2B(x_a); f_ba, f_ba_cam, _ = gB2A(x_b)
-    f_aba, _, _ = gB2A(f_ab); f_bab, _, _ = gA2B(f_ba)
-    f_aa, f_aa_cam, _ = gB2A(x_a); f_bb, f_bb_cam, _ = gA2B(x_b)
-    adv = 0
-    for d, fake in ((dGA, f_ba), (dLA, f_ba), (dGB, f_ab), (dLB, f_ab)):
-      fl, fc, _ = d(fake); adv = adv + one(fl) + one(fc)
-    loss = (m["adv_weight"] * adv + m["cycle_weight"] * (l1(f_aba, x_a) + l1(f_bab, x_b))
-            + m["identity_weight"] * (l1(f_aa, x_a) + l1(f_bb, x_b))
-            + m["cam_weight"] * (bce(f_ba_cam, torch.ones_like(f_ba_cam)) + bce(f_aa_cam, torch.zeros_like(f_aa_cam))
-                                 + bce(f_ab_cam, torch.ones_like(f_ab_cam)) + bce(f_bb_cam, torch.zeros_like(f_bb_cam))))
-    loss.backward(); G_opt.step()
-    gA2B.apply(clip); gB2A.apply(clip)
+# Family -> torch code defining `step()`, one training step of the official code (run between TORCH_PRELUDE and
+# TORCH_LOOP).
+TORCH_STEPS = {
+    "munit": r'''
+sys.path.insert(0, src + "/munit")
+from networks import AdaINGen, MsImageDis
+gen = dict(dim=m["dim"], mlp_dim=m["mlp_dim"], style_dim=m["style_dim"], activ="relu", n_downsample=m["n_downsample"],
+           n_res=m["n_res"], pad_type="reflect")
+dis = dict(dim=m["dis_dim"], norm="none", activ="lrelu", n_layer=m["dis_n_layer"], gan_type="lsgan",
+           num_scales=m["dis_num_scales"], pad_type="reflect")
+gen_a, gen_b, dis_a, dis_b = AdaINGen(3, gen), AdaINGen(3, gen), MsImageDis(3, dis), MsImageDis(3, dis)
+gen_opt = adam(list(gen_a.parameters()) + list(gen_b.parameters()))
+dis_opt = adam(list(dis_a.parameters()) + list(dis_b.parameters()))
+l1 = lambda a, b: torch.mean(torch.abs(a - b))
+def step():  # trainer.py dis_update then gen_update
+  sd = m["style_dim"]
+  dis_opt.zero_grad()
+  s_a, s_b = torch.randn(batch, sd, 1, 1), torch.randn(batch, sd, 1, 1)
+  c_a, _ = gen_a.encode(x_a); c_b, _ = gen_b.encode(x_b)
+  x_ba, x_ab = gen_a.decode(c_b, s_a), gen_b.decode(c_a, s_b)
+  loss = m["gan_w"] * dis_a.calc_dis_loss(x_ba.detach(), x_a) + m["gan_w"] * dis_b.calc_dis_loss(x_ab.detach(), x_b)
+  loss.backward(); dis_opt.step()
+  gen_opt.zero_grad()
+  s_a, s_b = torch.randn(batch, sd, 1, 1), torch.randn(batch, sd, 1, 1)
+  c_a, s_a_p = gen_a.encode(x_a); c_b, s_b_p = gen_b.encode(x_b)
+  x_a_r, x_b_r = gen_a.decode(c_a, s_a_p), gen_b.decode(c_b, s_b_p)
+  x_ba, x_ab = gen_a.decode(c_b, s_a), gen_b.decode(c_a, s_b)
+  c_b_r, s_a_r = gen_a.encode(x_ba); c_a_r, s_b_r = gen_b.encode(x_ab)
+  loss = (m["gan_w"] * (dis_a.calc_gen_loss(x_ba) + dis_b.calc_gen_loss(x_ab))
+          + m["recon_x_w"] * (l1(x_a_r, x_a) + l1(x_b_r, x_b)) + m["recon_s_w"] * (l1(s_a_r, s_a) + l1(s_b_r, s_b))
+          + m["recon_c_w"] * (l1(c_a_r, c_a) + l1(c_b_r, c_b)))
+  loss.backward(); gen_opt.step()
+''',
+    "unit": r'''
+sys.path.insert(0, src + "/unit")
+from trainers.cocogan_nets import COCOResGen, COCODis
+gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=m["ch"], n_enc_front_blk=m["n_enc_front_blk"],
+                      n_enc_res_blk=m["n_enc_res_blk"], n_enc_shared_blk=m["n_enc_shared_blk"],
+                      n_gen_shared_blk=m["n_gen_shared_blk"], n_gen_res_blk=m["n_gen_res_blk"],
+                      n_gen_front_blk=m["n_gen_front_blk"]))
+dis = COCODis(dict(ch=m["dis_ch"], input_dim_a=3, input_dim_b=3, n_layer=m["dis_n_layer"]))
+gen_opt, dis_opt = adam(gen.parameters()), adam(dis.parameters())
+bce = nn.functional.binary_cross_entropy
+def step():  # cocogan_trainer.py dis_update then gen_update
+  dis.zero_grad()
+  _, x_ba, x_ab, _, _ = gen(x_a, x_b)
+  res_a, res_b = dis(torch.cat((x_a, x_ba), 0), torch.cat((x_b, x_ab), 0))
+  loss = 0
+  for out_a, out_b in zip(res_a, res_b):
+    out_a, out_b = torch.sigmoid(out_a), torch.sigmoid(out_b)
+    ta, fa = torch.split(out_a, out_a.size(0) // 2, 0); tb, fb = torch.split(out_b, out_b.size(0) // 2, 0)
+    loss = loss + bce(ta, torch.ones_like(ta)) + bce(fa, torch.zeros_like(fa)) + bce(tb, torch.ones_like(tb)) + bce(fb, torch.zeros_like(fb))
+  (m["gan_w"] * loss).backward(); dis_opt.step()
+  gen.zero_grad()
+  x_aa, x_ba, x_ab, x_bb, shared = gen(x_a, x_b)
+  x_bab, shared_bab = gen.forward_a2b(x_ba); x_aba, shared_aba = gen.forward_b2a(x_ab)
+  outs_a, outs_b = dis(x_ba, x_ab)
+  ad = sum(bce(torch.sigmoid(o), torch.ones_like(o)) for o in list(outs_a) + list(outs_b))
+  kl = lambda mu: torch.mean(mu ** 2)
+  l1 = nn.functional.l1_loss
+  loss = (m["gan_w"] * ad + m["ll_direct_link_w"] * (l1(x_aa, x_a) + l1(x_bb, x_b))
+          + m["ll_cycle_link_w"] * (l1(x_aba, x_a) + l1(x_bab, x_b)) + m["kl_direct_link_w"] * 2 * kl(shared)
+          + m["kl_cycle_link_w"] * (kl(shared_bab) + kl(shared_aba)))
+  loss.backward(); gen_opt.step()
+''',
+    "ugatit": r'''
+sys.path.insert(0, src + "/ugatit")
+from networks import ResnetGenerator, Discriminator, RhoClipper
+G = lambda: ResnetGenerator(3, 3, ngf=m["ch"], n_blocks=m["n_res"], img_size=size, light=m["light"])
+gA2B, gB2A = G(), G()
+dGA, dGB = Discriminator(3, m["ch"], m["global_dis_layers"]), Discriminator(3, m["ch"], m["global_dis_layers"])
+dLA, dLB = Discriminator(3, m["ch"], m["local_dis_layers"]), Discriminator(3, m["ch"], m["local_dis_layers"])
+G_opt = adam(itertools.chain(gA2B.parameters(), gB2A.parameters()))
+D_opt = adam(itertools.chain(dGA.parameters(), dGB.parameters(), dLA.parameters(), dLB.parameters()))
+clip = RhoClipper(0, 1)
+mse, l1, bce = nn.MSELoss(), nn.L1Loss(), nn.BCEWithLogitsLoss()
+one = lambda t: mse(t, torch.ones_like(t)); zero = lambda t: mse(t, torch.zeros_like(t))
+def step():  # UGATIT.py train(): D update, G update, rho clipping
+  D_opt.zero_grad()
+  f_ab, _, _ = gA2B(x_a); f_ba, _, _ = gB2A(x_b)
+  loss = 0
+  for d, real, fake in ((dGA, x_a, f_ba), (dLA, x_a, f_ba), (dGB, x_b, f_ab), (dLB, x_b, f_ab)):
+    rl, rc, _ = d(real); fl, fc, _ = d(fake)
+    loss = loss + one(rl) + zero(fl) + one(rc) + zero(fc)
+  (m["adv_weight"] * loss).backward(); D_opt.step()
+  G_opt.zero_grad()
+  f_ab, f_ab_cam, _ = gA2B(x_a); f_ba, f_ba_cam, _ = gB2A(x_b)
+  f_aba, _, _ = gB2A(f_ab); f_bab, _, _ = gA2B(f_ba)
+  f_aa, f_aa_cam, _ = gB2A(x_a); f_bb, f_bb_cam, _ = gA2B(x_b)
+  adv = 0
+  for d, fake in ((dGA, f_ba), (dLA, f_ba), (dGB, f_ab), (dLB, f_ab)):
+    fl, fc, _ = d(fake); adv = adv + one(fl) + one(fc)
+  loss = (m["adv_weight"] * adv + m["cycle_weight"] * (l1(f_aba, x_a) + l1(f_bab, x_b))
+          + m["identity_weight"] * (l1(f_aa, x_a) + l1(f_bb, x_b))
+          + m["cam_weight"] * (bce(f_ba_cam, torch.ones_like(f_ba_cam)) + bce(f_aa_cam, torch.zeros_like(f_aa_cam))
+                               + bce(f_ab_cam, torch.ones_like(f_ab_cam)) + bce(f_bb_cam, torch.zeros_like(f_bb_cam))))
+  loss.backward(); G_opt.step()
+  gA2B.apply(clip); gB2A.apply(clip)
+''',
+}
 
-for _ in range(warmup):
+TORCH_LOOP = r'''for _ in range(warmup):
   step()
 print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
 for line in sys.stdin:  # one burst per line: the number of steps; answers with their seconds
@@ -217,6 +234,7 @@ for line in sys.stdin:  # one burst per line: the number of steps; answers with 
     step()
   print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 '''
+
 
 def export_reference(family: str, dest: str) -> str | None:
   """Writes the official files of `family` under dest/<subdir> (benchmarks.official.source); returns why not."""
@@ -238,12 +256,13 @@ class TorchStepper:
     if not FLAGS.torch_python or not os.path.exists(FLAGS.torch_python):
       self.why = f"no torch interpreter at {FLAGS.torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
       return
-    self.why = export_reference(family, src) or ""
+    self.why = ("" if family in TORCH_STEPS else f"no official training step for {family} in TORCH_STEPS") \
+        or export_reference(family, src) or ""
     if self.why:
       return
     script = os.path.join(src, "bench_torch.py")
     with open(script, "w") as f:
-      f.write(TORCH_SCRIPT)
+      f.write(TORCH_PRELUDE + TORCH_STEPS[family] + TORCH_LOOP)
     cfg = {"family": family, "size": size, "batch": batch, "warmup": FLAGS.warmup,
            "model": model_config(family, size, batch).to_dict()}
     self.errors = tempfile.TemporaryFile(mode="w+")

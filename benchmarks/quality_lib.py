@@ -273,10 +273,16 @@ def _own_styles(model, images: np.ndarray, domain: str, batch: int = 100):
                     for i in range(0, len(images), batch)], axis=0)
 
 
+def _multimodal(family: str) -> bool:
+  """Whether the family draws styles (models.api.Traits.multimodal: MUNIT)."""
+  import models  # pylint: disable=import-outside-toplevel
+  return models.get_family(family).traits.multimodal
+
+
 def translations(model, family: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """a2b, b2a, aba, bab of the test digits (MUNIT: prior styles seeded by the image index; cycles decode with
   the source's own style code)."""
-  munit = family == "munit"
+  munit = _multimodal(family)
   a, b = arrays["a_test"], arrays["b_test"]
   out = {"a2b": _translate(model, a, "a2b", _styles(model, len(a)) if munit else None),
          "b2a": _translate(model, b, "b2a", _styles(model, len(b)) if munit else None)}
@@ -302,7 +308,7 @@ def measure(model, family: str, arrays: dict[str, np.ndarray], classifiers: Clas
             "cycle_psnr_bab": metrics_lib.psnr(arrays["b_test"], out["bab"])}
   pictures = {"a": arrays["a_test"][:8], "a2b": out["a2b"][:8], "aba": out["aba"][:8],
               "b": arrays["b_test"][:8], "b2a": out["b2a"][:8], "bab": out["bab"][:8]}
-  if family == "munit":
+  if _multimodal(family):
     a = arrays["a_test"][:num_style_inputs]
     alpha = arrays["a_test_alpha"][:num_style_inputs]
     per_style = []
@@ -504,7 +510,7 @@ def targets_met(metrics: dict, family: str) -> dict:
   appearances of 8 styles and a reference follow rate > 0.5)."""
   out = {"content_a2b": metrics["content_kept_a2b"] >= TARGET_CONTENT_KEPT,
          "content_b2a": metrics["content_kept_b2a"] >= TARGET_CONTENT_KEPT}
-  if family == "munit":
+  if _multimodal(family):
     out["multimodal"] = metrics["distinct_appearances"] >= 3.0
     out["follows_reference"] = metrics["reference_follow_rate"] > 0.5
   return out

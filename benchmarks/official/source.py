@@ -27,6 +27,9 @@ SOURCES = {
              "unit"),
     "ugatit": ("znxlwm", "UGATIT-pytorch", "HEAD", ["networks.py", "UGATIT.py", "utils.py", "dataset.py"], "ugatit"),
 }
+# Family -> packages of its official tree that get an empty __init__.py (UNIT: its own ones import the Python 2
+# trainers too).
+EMPTY_PACKAGES = {"unit": ("trainers", "tools")}
 
 
 def find_repo(family: str, repo: str | None = None) -> str:
@@ -74,7 +77,6 @@ def export_reference(family: str, dest: str, repo: str | None = None) -> str:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "wb") as f:
       f.write(_show(git_dir, rev, path))
-  if family == "unit":  # empty package files: the official ones import the (Python 2) trainers too
-    for package in ("trainers", "tools"):
-      open(os.path.join(dest, sub, package, "__init__.py"), "w").close()
+  for package in EMPTY_PACKAGES.get(family, ()):
+    open(os.path.join(dest, sub, package, "__init__.py"), "w").close()
   return os.path.join(dest, sub)
