@@ -15,18 +15,9 @@ from absl import app, flags
 from components import evaluate_lib, options
 from components.errors import run_or_exit
 
-FLAGS = flags.FLAGS
 
+define_flags, config_from_flags = options.stage_flags(evaluate_lib.EvaluateConfig)
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
-  """One flag per EvaluateConfig field."""
-  return options.define_flags(evaluate_lib.EvaluateConfig, flag_values)
-
-
-
-def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> evaluate_lib.EvaluateConfig:
-  """The EvaluateConfig the parsed flags describe."""
-  return options.config_from_flags(evaluate_lib.EvaluateConfig, flag_values)
 
 def main(argv):
   """Builds an EvaluateConfig from the flags and evaluates; a StageError exits 1 with its message."""

@@ -14,18 +14,9 @@ from absl import app, flags
 from components import export_lib, options
 from components.errors import run_or_exit
 
-FLAGS = flags.FLAGS
 
+define_flags, config_from_flags = options.stage_flags(export_lib.ExportConfig)
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
-  """One flag per ExportConfig field."""
-  return options.define_flags(export_lib.ExportConfig, flag_values)
-
-
-
-def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> export_lib.ExportConfig:
-  """The ExportConfig the parsed flags describe."""
-  return options.config_from_flags(export_lib.ExportConfig, flag_values)
 
 def main(argv):
   """Builds an ExportConfig from the flags and exports; a StageError exits 1 with its message."""

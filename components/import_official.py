@@ -21,18 +21,10 @@ from absl import app, flags
 from components import import_official_lib, options
 from components.errors import run_or_exit
 
-FLAGS = flags.FLAGS
 
+# One flag per ImportConfig field: `family` is --model, `checkpoints` the repeated --checkpoint.
+define_flags, config_from_flags = options.stage_flags(import_official_lib.ImportConfig)
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
-  """One flag per ImportConfig field (`family` is --model, `checkpoints` the repeated --checkpoint)."""
-  return options.define_flags(import_official_lib.ImportConfig, flag_values)
-
-
-
-def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> import_official_lib.ImportConfig:
-  """The ImportConfig the parsed flags describe."""
-  return options.config_from_flags(import_official_lib.ImportConfig, flag_values)
 
 def main(argv):
   """Builds an ImportConfig from the flags and imports; a StageError exits 1 with its message."""

@@ -15,18 +15,9 @@ from absl import app, flags
 from components import infra_validate_lib, options
 from components.errors import run_or_exit
 
-FLAGS = flags.FLAGS
 
+define_flags, config_from_flags = options.stage_flags(infra_validate_lib.InfraValidateConfig)
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
-  """One flag per InfraValidateConfig field."""
-  return options.define_flags(infra_validate_lib.InfraValidateConfig, flag_values)
-
-
-
-def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> infra_validate_lib.InfraValidateConfig:
-  """The InfraValidateConfig the parsed flags describe."""
-  return options.config_from_flags(infra_validate_lib.InfraValidateConfig, flag_values)
 
 def main(argv):
   """Builds an InfraValidateConfig from the flags and runs it; a StageError exits 1 with its message."""

@@ -206,6 +206,20 @@ def config_from_flags(config_class: type, flag_values: flags.FlagValues = flags.
   return config_class(**{**values_from_flags(config_class, flag_values, prefix=prefix, exclude=values), **values})
 
 
+def stage_flags(config_class: type) -> tuple[Callable[..., dict[str, str]], Callable[..., Any]]:
+  """The flag functions of a stage entry point whose flags are `config_class`'s fields:
+  `define_flags(flag_values=FLAGS) -> {field: flag}` and `config_from_flags(flag_values=FLAGS) -> config`."""
+  def define(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, str]:
+    return define_flags(config_class, flag_values)
+
+  def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Any:
+    return config_from_flags(config_class, flag_values)
+
+  define.__doc__ = f"One flag per {config_class.__name__} field."
+  from_flags.__doc__ = f"The {config_class.__name__} the parsed flags describe."
+  return define, from_flags
+
+
 def required_flags(config_class: type, *, prefix: str = "", exclude: Iterable[str] = ()) -> list[str]:
   """Flags of the fields without a default (to `flags.mark_flags_as_required` in an entry's `__main__`).
 

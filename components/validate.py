@@ -10,18 +10,9 @@ from absl import app, flags
 from components import options, validate_lib
 from components.errors import StageError
 
-FLAGS = flags.FLAGS
 
+define_flags, config_from_flags = options.stage_flags(validate_lib.ValidateConfig)
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> dict[str, str]:
-  """One flag per ValidateConfig field."""
-  return options.define_flags(validate_lib.ValidateConfig, flag_values)
-
-
-
-def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> validate_lib.ValidateConfig:
-  """The ValidateConfig the parsed flags describe."""
-  return options.config_from_flags(validate_lib.ValidateConfig, flag_values)
 
 def main(argv: list[str]) -> int:
   """Builds ValidateConfig from the flags and runs validation."""
