@@ -40,6 +40,7 @@ def build_conv_savedmodel(path: str, width: int = 32, res_blocks: int = 4) -> st
   Signature a2b/serving_default: images uint8 [N, H, W, 3] (H, W multiples of 4) -> images uint8 [N, H, W, 3].
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from components.translator import to_model_images, to_wire_images  # pylint: disable=import-outside-toplevel
 
   class Generator(tf.Module):
     """The network; variables drawn with He init from a fixed seed."""
@@ -61,7 +62,7 @@ def build_conv_savedmodel(path: str, width: int = 32, res_blocks: int = 4) -> st
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def a2b(self, images):
-      x = tf.cast(images, tf.float32) / 127.5 - 1.0
+      x = to_model_images(images)
       x = tf.nn.relu(self._norm(tf.nn.conv2d(x, self.stem, 1, "SAME")))
       for w in self.down:
         x = tf.nn.relu(self._norm(tf.nn.conv2d(x, w, 2, "SAME")))
@@ -72,7 +73,7 @@ def build_conv_savedmodel(path: str, width: int = 32, res_blocks: int = 4) -> st
         x = tf.image.resize(x, tf.shape(x)[1:3] * 2, method="nearest")
         x = tf.nn.relu(self._norm(tf.nn.conv2d(x, w, 1, "SAME")))
       x = tf.tanh(tf.nn.conv2d(x, self.head, 1, "SAME"))
-      return {"images": tf.cast(tf.clip_by_value((x + 1.0) * 127.5 + 0.5, 0, 255), tf.uint8)}
+      return {"images": to_wire_images(x)}
 
   module = Generator()
   fn = module.a2b.get_concrete_function()

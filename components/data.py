@@ -20,6 +20,8 @@ from typing import Iterator
 
 import tensorflow as tf
 
+from components.translator import to_model_images
+
 DOMAINS = ("a", "b")
 SPLITS = ("train", "test")
 SHUFFLE_BUFFER = 2048  # serialized records (PNG bytes), so memory stays ~ buffer x mean PNG size
@@ -74,11 +76,6 @@ def _ensure_min_side(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
   return tf.cond(short < image_size, upscale, lambda: image)
-
-
-def _to_model_space(image: tf.Tensor) -> tf.Tensor:
-  """uint8 `[..., 3]` in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1)."""
-  return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
 def resize_image(image: tf.Tensor, size: int, mode: str) -> tf.Tensor:
@@ -153,7 +150,7 @@ def make_dataset(data_dir: str, domain: str, split: str, image_size: int, batch_
     if flip:
       flip_seed = tf.stack([tf.cast(seed, tf.int64) + 1, index])
       image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return _to_model_space(image)
+    return to_model_images(image)
 
   def eval_map(serialized):
     image = load(serialized)
@@ -161,7 +158,7 @@ def make_dataset(data_dir: str, domain: str, split: str, image_size: int, batch_
     top = (shape[0] - image_size) // 2
     left = (shape[1] - image_size) // 2
     image = tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
-    return tf.ensure_shape(_to_model_space(image), size)
+    return tf.ensure_shape(to_model_images(image), size)
 
   if training:
     ds = ds.enumerate().map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

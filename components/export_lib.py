@@ -135,7 +135,7 @@ def keras_reference(model, traits: dict, name: str, inputs: dict) -> dict:
   """What signature `name` must answer for `inputs`, computed with the Keras model directly (numpy out)."""
   direction = contract.direction_of(name)
   if name.endswith(contract.ENCODED_SUFFIX):
-    images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in inputs["image_bytes"]])
+    images = _decode_pngs(inputs["image_bytes"])
     style = model.sample_style(tf.zeros([len(images)], tf.int64)) if traits["multimodal"] else None
     out = model.translate(to_model_images(images), direction, style=style)
     return {"image_bytes": to_wire_images(out["images"]).numpy()}
@@ -197,7 +197,7 @@ def run_in_fresh_process(saved_model_dir: str, inputs: dict, timeout: float = 60
 
 
 def _decode_pngs(values: np.ndarray) -> np.ndarray:
-  """object/bytes [N] PNG -> uint8 [N, H, W, 3]."""
+  """object/bytes [N] encoded images -> uint8 [N, H, W, 3] RGB (alpha dropped, as the signatures decode)."""
   return np.stack([np.asarray(Image.open(io.BytesIO(v)).convert("RGB")) for v in values])
 
 

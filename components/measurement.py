@@ -18,7 +18,7 @@ import tensorflow as tf
 import models  # noqa: F401  (type hints)
 from components import data, metrics
 from components.errors import StageError
-from components.translator import TranslatorModule
+from components.translator import TranslatorModule, to_wire_images
 from serving import signatures as contract
 
 DIRECTIONS = contract.DIRECTIONS
@@ -56,7 +56,7 @@ def load_test_images(data_dir: str, domain: str, image_size: int, num_images: in
     raise StageError(f"cannot read the test split of domain {domain}: {e}") from e
   if num_images is not None:
     dataset = dataset.unbatch().take(num_images).batch(16)
-  batches = [np.round((b.numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8) for b in dataset]
+  batches = [to_wire_images(b).numpy() for b in dataset]
   images = np.concatenate(batches) if batches else np.zeros((0, image_size, image_size, 3), np.uint8)
   if len(images) < 2:
     raise StageError(f"the test split of domain {domain} in {data_dir} has {len(images)} image(s); KID/FID need "

@@ -27,6 +27,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from components.translator import to_model_images
+
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_EXTRACTORS = ("auto", "inception", "hed")
 # Which way each summary metric improves: "min" (lower is better) or "max" (higher is better).
@@ -141,16 +143,11 @@ def psnr(x: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.minimum(values, PSNR_CAP_DB)))
 
 
-def to_model_units(images_uint8: np.ndarray) -> np.ndarray:
-  """uint8 [..., 3] in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1), the models' image space."""
-  return np.asarray(images_uint8, np.float32) / 127.5 - 1.0
-
-
 def cycle_l1(x: np.ndarray, x_cycle: np.ndarray) -> float:
   """Mean |x - x_cycle| of uint8 images [N, H, W, 3], in model units ([-1, 1] scale; 2/255 per grey level)."""
   if np.shape(x) != np.shape(x_cycle):
     raise ValueError(f"cycle_l1 needs two batches of one shape, got {np.shape(x)} and {np.shape(x_cycle)}")
-  return float(np.mean(np.abs(to_model_units(x) - to_model_units(x_cycle))))
+  return float(np.mean(np.abs(to_model_images(x).numpy() - to_model_images(x_cycle).numpy())))
 
 
 def mean_pairwise_l1(samples: np.ndarray) -> float:
@@ -159,7 +156,7 @@ def mean_pairwise_l1(samples: np.ndarray) -> float:
   Args:
     samples: uint8 [K, N, H, W, 3], K >= 2 outputs (e.g. K sampled styles) for each of N inputs.
   """
-  samples = to_model_units(samples)
+  samples = to_model_images(samples).numpy()
   if samples.ndim != 5 or samples.shape[0] < 2:
     raise ValueError(f"samples must be [K >= 2, N, H, W, 3], got shape {samples.shape}")
   k = samples.shape[0]

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import StageError
+from components.translator import to_wire_images
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -323,11 +324,6 @@ def read_scalars(log_dir: str) -> dict[str, dict[int, float]]:
   return out
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[..., 3] float in [-1, 1] -> uint8 [0, 255] (values outside are clipped)."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def sample_grid(rows: Mapping[str, tf.Tensor | np.ndarray], pad: int = 2) -> np.ndarray:
   """Tiles sample rows into one uint8 image [R * (H + pad) + pad, B * (W + pad) + pad, 3].
 
@@ -346,7 +342,7 @@ def sample_grid(rows: Mapping[str, tf.Tensor | np.ndarray], pad: int = 2) -> np.
   b, h, w, _ = shape
   grid = np.full((len(arrays) * (h + pad) + pad, b * (w + pad) + pad, 3), 255, np.uint8)
   for r, a in enumerate(arrays):
-    tiles = to_uint8(a)
+    tiles = to_wire_images(a).numpy()
     for c in range(b):
       y, x = pad + r * (h + pad), pad + c * (w + pad)
       grid[y:y + h, x:x + w] = tiles[c]
