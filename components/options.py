@@ -37,6 +37,9 @@ FLAG = "flag"
 PARSE = "parse"
 HELP = "help"
 
+# The typed absl flag of each scalar field type (one table for the stage flags and the model flags).
+_DEFINE_BY_TYPE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                   str: flags.DEFINE_string}
 _ATTRIBUTE = re.compile(r"^(\w+(?:\s*,\s*\w+)*)\s*:\s*(.*)$")
 
 
@@ -143,14 +146,8 @@ def define_flags(config_class: type, flag_values: flags.FlagValues = flags.FLAGS
     elif CHOICES in field.metadata:
       flags.DEFINE_enum(name, default, [str(c) for c in field.metadata[CHOICES]], help_text,
                         flag_values=flag_values)
-    elif annotation is bool:
-      flags.DEFINE_boolean(name, default, help_text, flag_values=flag_values)
-    elif annotation is int:
-      flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
-    elif annotation is float:
-      flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
-    elif annotation is str:
-      flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+    elif annotation in _DEFINE_BY_TYPE:
+      _DEFINE_BY_TYPE[annotation](name, default, help_text, flag_values=flag_values)
     elif _is_multi(annotation):
       flags.DEFINE_multi_string(name, list(default or ()), f"{help_text} (repeat the flag)",
                                 flag_values=flag_values)
@@ -264,16 +261,10 @@ def define_model_flags(flag_values: flags.FlagValues = flags.FLAGS, *, skip: Ite
     help_text = (f"Model setting {name} ({', '.join(paper_values)} only). Default: the preset's value "
                  f"(paper: {owners}).")
     origin = typing.get_origin(annotation) or annotation
-    if annotation is bool:
-      flags.DEFINE_boolean(name, None, help_text, flag_values=flag_values)
-    elif annotation is int:
-      flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
-    elif annotation is float:
-      flags.DEFINE_float(name, None, help_text, flag_values=flag_values)
-    elif origin in (tuple, list):
+    if origin in (tuple, list):
       flags.DEFINE_list(name, None, help_text + " Comma-separated.", flag_values=flag_values)
-    else:
-      flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
+    else:  # a scalar; any other type is given as a string
+      _DEFINE_BY_TYPE.get(annotation, flags.DEFINE_string)(name, None, help_text, flag_values=flag_values)
     names.append(name)
   return names
 
