@@ -490,8 +490,9 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
                                                       output_dir=os.path.join(run_dir, "saved_model"))).checkpoint
   rows, labels = grid_rows(pictures, untrained_pictures)
   grid_path = os.path.join(run_dir, "grid.png")
+  shown = f"{step} steps" if step == total else f"best checkpoint, step {step} of {total}"
   trainer.write_png(grid_path, image_grid.labeled_grid(
-      rows, labels, scale=3, label_width=130, title=f"{name}: {step} steps, {seconds:.0f} s"))
+      rows, labels, scale=3, label_width=130, title=f"{name}: {shown}, {seconds:.0f} s"))
   record = {"run": name, "family": family, "preset": preset, "seed": seed, "tag": tag, "overrides": overrides,
             "steps": step, "ema_decay": ema_decay, "batch_size": trained_config.batch_size,
             "train_seconds": round(seconds, 1),
