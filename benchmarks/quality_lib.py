@@ -539,4 +539,5 @@ def format_row(record: dict) -> str:
   exported = record.get("exported_checkpoint")
   if exported:
     text += f"; exported {exported['checkpoint']} (step {exported['step']}, {exported['weights']} weights)"
-  return text + f"; {record['steps']} steps in {record['train_seconds']:.0f} s"
+  trained_steps = in_training["latest_step"] if in_training else record["steps"]
+  return text + f"; {trained_steps} steps in {record['train_seconds']:.0f} s"
