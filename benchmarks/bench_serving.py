@@ -40,7 +40,7 @@ def build_conv_savedmodel(path: str, width: int = 32, res_blocks: int = 4) -> st
   Signature a2b/serving_default: images uint8 [N, H, W, 3] (H, W multiples of 4) -> images uint8 [N, H, W, 3].
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from components.translator import to_model_images, to_wire_images  # pylint: disable=import-outside-toplevel
+  from models.api import to_model_images, to_wire_images  # pylint: disable=import-outside-toplevel
 
   class Generator(tf.Module):
     """The network; variables drawn with He init from a fixed seed."""

@@ -253,10 +253,10 @@ def train_classifiers(arrays: dict[str, np.ndarray], seed: int = 0, cache_dir: s
 
 
 def _translate(model, images: np.ndarray, direction: str, style=None, batch: int = 100) -> np.ndarray:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from models.api import to_model_images  # pylint: disable=import-outside-toplevel
   out = []
   for i in range(0, len(images), batch):
-    x = tf.constant(images[i:i + batch], tf.float32) / 127.5 - 1.0
+    x = to_model_images(images[i:i + batch])
     s = None if style is None else style[i:i + batch]
     out.append(to_uint8(model.translate(x, direction, style=s)["images"]))
   return np.concatenate(out)
@@ -269,7 +269,8 @@ def _styles(model, count: int, offset: int = 0):
 
 def _own_styles(model, images: np.ndarray, domain: str, batch: int = 100):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return tf.concat([model.encode_style(tf.constant(images[i:i + batch], tf.float32) / 127.5 - 1.0, domain)
+  from models.api import to_model_images  # pylint: disable=import-outside-toplevel
+  return tf.concat([model.encode_style(to_model_images(images[i:i + batch]), domain)
                     for i in range(0, len(images), batch)], axis=0)
 
 

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import tensorflow as tf
 
-from components.translator import to_model_images
+from models.api import to_model_images
 
 DOMAINS = ("a", "b")
 SPLITS = ("train", "test")

@@ -18,7 +18,8 @@ import tensorflow as tf
 import models  # noqa: F401  (type hints)
 from components import data, metrics
 from components.errors import StageError
-from components.translator import TranslatorModule, to_wire_images
+from components.translator import TranslatorModule
+from models.api import to_wire_images
 from serving import signatures as contract
 
 DIRECTIONS = contract.DIRECTIONS

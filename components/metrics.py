@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from components.translator import to_model_images
+from models.api import to_model_images
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_EXTRACTORS = ("auto", "inception", "hed")

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import StageError
-from components.translator import to_wire_images
+from models.api import to_wire_images
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 

@@ -14,17 +14,8 @@ import types
 import tensorflow as tf
 
 import models
+from models.api import to_model_images, to_wire_images  # noqa: F401  (the pixel convention of models/api.py)
 from serving import signatures as contract
-
-def to_model_images(images: tf.Tensor) -> tf.Tensor:
-  """uint8 [N, H, W, 3] wire images -> float32 [N, H, W, 3] in [-1, 1]."""
-  return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_wire_images(images: tf.Tensor) -> tf.Tensor:
-  """float [N, H, W, 3] in [-1, 1] -> uint8 [N, H, W, 3]: round((x + 1) * 127.5), clipped to [0, 255]."""
-  return tf.cast(tf.round(tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
-
 
 def family_traits(family: "models.Family | str", model) -> dict:
   """What the signatures depend on, from the family's traits (models.api.Traits) and the built `model`:

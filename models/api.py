@@ -55,6 +55,16 @@ class TranslationModel(Protocol):
     ...
 
 
+def to_model_images(images: tf.Tensor) -> tf.Tensor:
+  """uint8 [N, H, W, 3] wire images -> float32 [N, H, W, 3] in [-1, 1]."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def to_wire_images(images: tf.Tensor) -> tf.Tensor:
+  """float [N, H, W, 3] in [-1, 1] -> uint8 [N, H, W, 3]: round((x + 1) * 127.5), clipped to [0, 255]."""
+  return tf.cast(tf.round(tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
 RESIZE_MODES = ("shorter_side", "square")
 
 
