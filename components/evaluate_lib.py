@@ -43,6 +43,8 @@ from components.errors import StageError
 # importable from here.
 from components.measurement import (DIRECTIONS, STYLE_SEED_STRIDE, Signatures, compute_metrics,  # noqa: F401
                                     load_test_images, translate_both_ways)
+from models import heatmap as cam_colours
+from models.api import to_wire_images
 
 LOWER_IS_BETTER = ("kid", "fid", "cycle_l1")
 HIGHER_IS_BETTER = ("cycle_psnr",)
@@ -169,15 +171,9 @@ def bless(values: dict, config: EvaluateConfig, baseline_values: dict | None, ba
   return True, "; ".join(passed) if passed else "no thresholds or baseline given"
 
 
-_JET = np.array([[0, 0, 0.5], [0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0], [0.5, 0, 0]])
-
-
 def heatmap_to_rgb(heatmap: np.ndarray) -> np.ndarray:
-  """[N, H, W] in [0, 1] -> uint8 [N, H, W, 3] with a jet-like colormap (blue = 0, red = 1)."""
-  position = np.clip(heatmap, 0.0, 1.0) * (len(_JET) - 1)
-  low = np.floor(position).astype(int).clip(0, len(_JET) - 2)
-  frac = (position - low)[..., None]
-  return np.round(255 * ((1 - frac) * _JET[low] + frac * _JET[low + 1])).astype(np.uint8)
+  """[N, H, W] in [0, 1] -> uint8 [N, H, W, 3] in the CAM colour map (models.heatmap: blue = 0, red = 1)."""
+  return to_wire_images(cam_colours.heatmap_to_rgb(heatmap)).numpy()
 
 
 def _rows(out: dict, columns: int) -> list:
