@@ -35,7 +35,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from components import metrics, report
+from components import image_grid, metrics, report
 from components import model_dir as model_dir_lib
 from components.blessing import write_blessing
 from components.errors import StageError
@@ -192,8 +192,9 @@ def write_grids(outputs: dict, output_dir: str, columns: int) -> list:
   os.makedirs(os.path.join(output_dir, "rows"), exist_ok=True)
   for direction, out in outputs.items():
     rows = _rows(out, columns)
-    strips = [np.concatenate(list(images), axis=1) for _, images in rows]
-    Image.fromarray(np.concatenate(strips, axis=0)).save(os.path.join(output_dir, f"grid_{direction}.png"))
+    strips = [image_grid.tile_rows([images], pad=0) for _, images in rows]
+    Image.fromarray(image_grid.tile_rows([images for _, images in rows], pad=0)).save(
+        os.path.join(output_dir, f"grid_{direction}.png"))
     entries = []
     for i, ((label, _), strip) in enumerate(zip(rows, strips)):
       relative = os.path.join("rows", f"{direction}_{i:02d}.png")

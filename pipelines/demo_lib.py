@@ -132,6 +132,8 @@ def translate_over_grpc(target: str, model_name: str, version: int, images: dict
   (model `model_name`, pinned `version`) and writes inputs, outputs and one grid per direction; returns paths."""
   from serving import signatures as contract  # pylint: disable=import-outside-toplevel
   from serving.client import TranslationClient  # pylint: disable=import-outside-toplevel
+  from models import heatmap  # pylint: disable=import-outside-toplevel
+  from models.api import to_wire_images  # pylint: disable=import-outside-toplevel
   os.makedirs(output_dir, exist_ok=True)
   written = []
   with TranslationClient(target, model_name, version=version) as client:
@@ -141,8 +143,7 @@ def translate_over_grpc(target: str, model_name: str, version: int, images: dict
       outputs = client.translate(inputs, direction, seed=seed)
       rows = [inputs, outputs["images"]]
       if contract.ATTENTION in outputs:
-        heat = np.clip(np.asarray(outputs[contract.ATTENTION]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        rows.append(np.repeat(heat[..., None], 3, axis=-1))
+        rows.append(to_wire_images(heatmap.heatmap_to_rgb(outputs[contract.ATTENTION])).numpy())  # CAM colours
       for i in range(len(inputs)):
         written.append(_save(os.path.join(output_dir, f"{direction}_{i:02d}_input.png"), inputs[i]))
         written.append(_save(os.path.join(output_dir, f"{direction}_{i:02d}_output.png"), outputs["images"][i]))
