@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 import tensorflow as tf
 
-DIRECTIONS = ("a2b", "b2a")
+DOMAINS = ("a", "b")  # the two image domains (dataset folders trainA/trainB: the upper-case letter)
+DIRECTIONS = ("a2b", "b2a")  # f"{source}2{target}" over DOMAINS
 
 
 class TranslationModel(Protocol):
