@@ -27,7 +27,7 @@ from absl import app, flags
 from PIL import Image
 
 import models
-from benchmarks.bench_generators import graph_flops, matmul_ceiling
+from benchmarks.ceiling import graph_flops, matmul_ceiling
 from components.export_lib import TranslatorModule
 
 flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Model families to measure (--families and --runs "

@@ -1,0 +1,331 @@
+"""Inference from the exported SavedModel (what the model server runs) against the official generator, every family.
+
+  python -m benchmarks.bench_inference [--rows=unit:paper,munit:paper,ugatit:paper_light,ugatit:paper] \
+      [--image_size=256] [--batches=1,8] [--runs=3] [--dtypes=float32,bfloat16] [--json=FILE]
+
+Per (family, preset) the model (random weights: speed does not depend on them) is wrapped exactly as
+components.export saves it (components.translator.TranslatorModule) and written with tf.saved_model.save, once per
+compute dtype (--dtypes: "bfloat16" builds the networks under Keras' mixed_bfloat16 policy, float32 variables).
+Then each (row, batch, dtype) is measured in a fresh process that only loads that SavedModel, as a server does:
+  * ours: the `a2b` signature on a uint8 [B, S, S, 3] batch (MUNIT: with a seed, its served default);
+  * the official generator in eval mode under torch.no_grad() on a float [B, 3, S, S] batch, same architecture
+    (NVlabs/MUNIT AdaINGen encode + decode with a random style, mingyuliutw/UNIT version_02 COCOResGen.forward_a2b,
+    znxlwm/UGATIT-pytorch ResnetGenerator light or full), in a --torch_python ($I2I_TORCH_PYTHON) subprocess built
+    from the mirrored repositories ($I2I_OFFICIAL_REPOS, benchmarks/official/source.py), waiting on a pipe;
+  * the ceiling: a 2048^3 float32 tf.matmul (2 n^3 FLOPs) in our process.
+After one warm-up call each, --runs rounds alternate: one matmul, one SavedModel call, one torch call; each column
+is the median of its rounds. FLOPs are those of the official architecture, counted by torch's FlopCounterMode on
+the official generator (so a cheaper algorithm of ours shows as more than 100% of the ceiling); without torch, the
+FLOPs of our traced graph (benchmarks.bench_generators.graph_flops) are used and the table says so.
+Peak resident memory (ru_maxrss) of each measuring process is reported: ours loads only the SavedModel; torch only
+builds the generator. With --dtypes containing bfloat16 the output difference to float32 (same weights, uint8
+outputs, the same input batch) is measured too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+flags.DEFINE_list("rows", ["unit:paper", "munit:paper", "ugatit:paper_light", "ugatit:paper"],
+                  "family:preset pairs to measure.")
+flags.DEFINE_integer("image_size", 256, "Square input size.")
+flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.")
+flags.DEFINE_integer("runs", 3, "Alternating timed rounds per row (medians reported).")
+flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes of our SavedModel: float32 and/or bfloat16.")
+flags.DEFINE_string("torch_python", os.environ.get("I2I_TORCH_PYTHON", ""),
+                    "Python with torch for the official column (default: $I2I_TORCH_PYTHON).")
+flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
+                    "Directory holding the official repositories (default: $I2I_OFFICIAL_REPOS).")
+flags.DEFINE_string("json", "", "Optional path for the rows as JSON.")
+flags.DEFINE_string("work_dir", "", "Where the SavedModels go (default: a temporary directory, removed).")
+flags.DEFINE_string("save", "", "Internal: 'family,preset,dtype,size,dir' -> write that SavedModel and exit.")
+flags.DEFINE_string("row", "", "Internal: 'family,preset,dtype,size,batch,dir' -> measure it, print JSON.")
+FLAGS = flags.FLAGS
+
+TORCH_PRELUDE = r'''
+import json, resource, sys, time, types
+src, cfg = sys.argv[1], json.loads(sys.argv[2])
+sys.path.insert(0, src)
+try:
+  import cv2  # noqa: F401
+except ImportError:
+  sys.modules["cv2"] = types.ModuleType("cv2")  # only UNIT's GaussianSmoother (COCOMsDis) uses it
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+torch.manual_seed(0)
+family, size, batch, m = cfg["family"], cfg["size"], cfg["batch"], cfg["model"]
+x = torch.rand(batch, 3, size, size) * 2 - 1
+'''
+
+# Family -> torch code defining `fn`, the official generator's a2b translation of `x` at the preset's architecture.
+TORCH_GENERATORS = {
+    "munit": r'''
+from networks import AdaINGen
+params = dict(dim=m["dim"], mlp_dim=m["mlp_dim"], style_dim=m["style_dim"], activ="relu",
+              n_downsample=m["n_downsample"], n_res=m["n_res"], pad_type="reflect")
+gen_a, gen_b = AdaINGen(3, params).eval(), AdaINGen(3, params).eval()
+style = torch.randn(batch, m["style_dim"], 1, 1)
+fn = lambda: gen_b.decode(gen_a.encode(x)[0], style)
+''',
+    "unit": r'''
+from trainers.cocogan_nets import COCOResGen
+gen = COCOResGen(dict(input_dim_a=3, input_dim_b=3, ch=m["ch"], n_enc_front_blk=m["n_enc_front_blk"],
+                      n_enc_res_blk=m["n_enc_res_blk"], n_enc_shared_blk=m["n_enc_shared_blk"],
+                      n_gen_shared_blk=m["n_gen_shared_blk"], n_gen_res_blk=m["n_gen_res_blk"],
+                      n_gen_front_blk=m["n_gen_front_blk"])).eval()
+fn = lambda: gen.forward_a2b(x)[0]
+''',
+    "ugatit": r'''
+from networks import ResnetGenerator
+gen = ResnetGenerator(3, 3, ngf=m["ch"], n_blocks=m["n_res"], img_size=size, light=m["light"]).eval()
+fn = lambda: gen(x)
+''',
+}
+
+TORCH_LOOP = r'''
+with torch.no_grad():
+  with FlopCounterMode(display=False) as counter:
+    fn()
+  fn()
+  print(json.dumps({"flops": counter.get_total_flops(), "threads": torch.get_num_threads(),
+                    "version": torch.__version__}), flush=True)
+  for line in sys.stdin:  # one timed call per line
+    start = time.perf_counter()
+    fn()
+    print(json.dumps({"seconds": time.perf_counter() - start,
+                      "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+'''
+
+
+def saved_model_dir(root: str, family: str, preset: str, dtype: str, size: int) -> str:
+  return os.path.join(root, f"{family}_{preset}_{dtype}_{size}")
+
+
+def build_module(family_name: str, preset: str, dtype: str, size: int):
+  """The TranslatorModule of the preset's model at `size`, built under `dtype` compute (seeded weights)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  from components.translator import TranslatorModule  # pylint: disable=import-outside-toplevel
+  family = models.get_family(family_name)
+  config = models.get_config(family_name, preset, image_size=size)
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16" if dtype == "bfloat16" else "float32")
+  try:
+    keras.utils.set_random_seed(0)
+    model = family.build_model(config)
+    module = TranslatorModule(model, family)
+    module.translate(tf.zeros([1, size, size, 3], tf.uint8), "a2b")  # builds every variable
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+  return module, config
+
+
+def save(family_name: str, preset: str, dtype: str, size: int, path: str) -> None:
+  """Writes the SavedModel exactly as components.export's signatures define it."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  module, _ = build_module(family_name, preset, dtype, size)
+  tf.saved_model.save(module, path, signatures=module.signatures())
+
+
+def request(loaded, batch: int, size: int, seed: int = 0) -> dict:
+  """One a2b request's inputs (uint8 images; a seed when the signature takes one)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  images = np.random.default_rng(seed).integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
+  inputs = {"images": tf.constant(images)}
+  if "seed" in loaded.signatures["a2b"].structured_input_signature[1]:
+    inputs["seed"] = tf.constant(np.arange(batch), tf.int64)
+  return inputs
+
+
+class TorchGenerator:
+  """The official generator in a torch subprocess: built, FLOPs counted, warmed up, one call per request."""
+
+  def __init__(self, family: str, size: int, batch: int, model_config: dict, src: str):
+    self.proc, self.why, self.info = None, "", {}
+    if not FLAGS.torch_python or not os.path.exists(FLAGS.torch_python):
+      self.why = f"no torch interpreter at {FLAGS.torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
+      return
+    from benchmarks.official import source  # pylint: disable=import-outside-toplevel
+    if FLAGS.mirrors:
+      os.environ[source.ENV_REPOS] = FLAGS.mirrors
+    try:
+      sub = source.export_reference(family, src)
+    except FileNotFoundError as e:
+      self.why = str(e)
+      return
+    script = os.path.join(src, "bench_torch_inference.py")
+    with open(script, "w", encoding="utf-8") as f:
+      f.write(TORCH_PRELUDE + TORCH_GENERATORS[family] + TORCH_LOOP)
+    cfg = {"family": family, "size": size, "batch": batch, "model": model_config}
+    self.errors = tempfile.TemporaryFile(mode="w+")
+    self.proc = subprocess.Popen([FLAGS.torch_python, script, sub, json.dumps(cfg)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=self.errors, text=True)
+    self.info = self._answer()
+
+  def _answer(self) -> dict:
+    line = self.proc.stdout.readline()
+    if not line:
+      self.errors.seek(0)
+      lines = self.errors.read().strip().splitlines() or ["(no output)"]
+      self.why = "torch run failed: " + lines[-1][:200]
+      self.proc.wait()
+      self.proc = None
+      return {}
+    return json.loads(line)
+
+  def call(self) -> dict:
+    if self.proc is None:
+      return {}
+    self.proc.stdin.write("1\n")
+    self.proc.stdin.flush()
+    return self._answer()
+
+  def close(self):
+    if self.proc is not None:
+      self.proc.stdin.close()
+      self.proc.wait()
+
+
+def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, path: str) -> dict:
+  """One row in this (fresh) process: medians of alternating SavedModel / torch / matmul calls, FLOPs, RSS."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  from benchmarks.ceiling import MATMUL_N, graph_flops, matmul_fn  # pylint: disable=import-outside-toplevel
+  loaded = tf.saved_model.load(path)
+  fn = loaded.signatures["a2b"]
+  inputs = request(loaded, batch, size)
+  fn(**inputs)  # warm-up
+  rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  config = models.get_config(family, preset, image_size=size)
+  torch = TorchGenerator(family, size, batch, config.to_dict(), tempfile.mkdtemp(prefix="bench_inference_"))
+  matmul = matmul_fn()
+  matmul()
+  ours, theirs, ceiling, torch_rss = [], [], [], None
+  for _ in range(FLAGS.runs):
+    start = time.perf_counter()
+    matmul()
+    ceiling.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    _ = [v.numpy() for v in fn(**inputs).values()]
+    ours.append(time.perf_counter() - start)
+    answer = torch.call()
+    if answer:
+      theirs.append(answer["seconds"])
+      torch_rss = answer["maxrss_mib"]
+  torch.close()
+  flops = torch.info.get("flops")
+  flops_source = "official (torch FlopCounterMode)"
+  if not flops:
+    family_obj = models.get_family(family)
+    model = family_obj.build_model(config)
+    style = tf.zeros([batch, model.sample_style(tf.constant([0], tf.int64)).shape[-1]]) \
+        if family_obj.traits.multimodal else None
+    forward = tf.function(lambda x: model.translate(x, "a2b", style=style)["images"])
+    flops = graph_flops(forward.get_concrete_function(tf.TensorSpec([batch, size, size, 3], tf.float32)))
+    flops_source = "ours (traced graph)"
+  return {"family": family, "preset": preset, "dtype": dtype, "size": size, "batch": batch,
+          "ours_s": statistics.median(ours), "ours_runs": ours,
+          "torch_s": statistics.median(theirs) if theirs else None, "torch_runs": theirs, "torch_why": torch.why,
+          "ceiling_gflops": 2.0 * MATMUL_N ** 3 / statistics.median(ceiling) / 1e9,
+          "flops": flops, "flops_source": flops_source, "ours_maxrss_mib": rss_ours, "torch_maxrss_mib": torch_rss,
+          "torch_threads": torch.info.get("threads"), "tf_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+
+
+def output_difference(family: str, preset: str, size: int) -> dict:
+  """bfloat16 vs float32 compute with the same weights on one batch: uint8 output differences and PSNR."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  f32, _ = build_module(family, preset, "float32", size)
+  b16, _ = build_module(family, preset, "bfloat16", size)
+  source = {v.path: v for v in f32._holder.model.weights}  # pylint: disable=protected-access
+  copied = 0
+  for v in b16._holder.model.weights:  # pylint: disable=protected-access
+    if v.path in source:
+      v.assign(source[v.path])
+      copied += 1
+  if not copied:
+    raise RuntimeError("no weights matched between the float32 and bfloat16 models")
+  images = tf.constant(np.random.default_rng(1).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8))
+  style = None
+  if f32.traits["multimodal"]:
+    style = tf.random.stateless_normal([2, f32.traits["style_dim"]], seed=[1, 2])
+  x = f32.translate(images, "a2b", style=style)["images"].numpy().astype(np.float64)
+  y = b16.translate(images, "a2b", style=style)["images"].numpy().astype(np.float64)
+  mse = float(np.mean((x - y) ** 2))
+  return {"mean_abs": float(np.mean(np.abs(x - y))), "max_abs": float(np.max(np.abs(x - y))),
+          "psnr_db": float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)}
+
+
+def _child(argv: list) -> str:
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_inference", *argv,
+                         f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}",
+                         f"--runs={FLAGS.runs}"], capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(f"{argv[0]} failed:\n" + "\n".join(proc.stderr.strip().splitlines()[-8:]))
+  return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+
+
+def main(argv):
+  """Saves each SavedModel, measures every (row, batch, dtype) in its own process, prints the table."""
+  del argv
+  if FLAGS.save:
+    family, preset, dtype, size, path = FLAGS.save.split(",")
+    save(family, preset, dtype, int(size), path)
+    return
+  if FLAGS.row:
+    family, preset, dtype, size, batch, path = FLAGS.row.split(",")
+    print(json.dumps(measure_row(family, preset, dtype, int(size), int(batch), path)))
+    return
+  root = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_inference_models_")
+  size, rows, diffs = FLAGS.image_size, [], {}
+  for spec in FLAGS.rows:
+    family, preset = spec.split(":")
+    for dtype in FLAGS.dtypes:
+      path = saved_model_dir(root, family, preset, dtype, size)
+      if not os.path.isdir(path):
+        _child([f"--save={family},{preset},{dtype},{size},{path}"])
+      for batch in map(int, FLAGS.batches):
+        row = json.loads(_child([f"--row={family},{preset},{dtype},{size},{batch},{path}"]))
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not k.endswith("_runs")}), file=sys.stderr, flush=True)
+    if "bfloat16" in FLAGS.dtypes:
+      diffs[spec] = output_difference(family, preset, size)
+  print(f"{size} px; medians of {FLAGS.runs} alternating rounds; FLOPs of the official architecture; "
+        "ceiling = float32 2048^3 tf.matmul in the same rounds\n")
+  print("| family (preset) | dtype | batch | GFLOP/img | ours ms/batch | torch ms/batch | torch / ours | ours GFLOP/s "
+        "| ceiling GFLOP/s | % of ceiling | ours peak RSS MiB | torch peak RSS MiB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    gflop = r["flops"] / 1e9 / r["batch"]
+    rate = gflop * r["batch"] / r["ours_s"]
+    torch_ms = f"{1e3 * r['torch_s']:.0f}" if r["torch_s"] else "-"
+    ratio = f"**{r['torch_s'] / r['ours_s']:.2f}**" if r["torch_s"] else "-"
+    torch_rss = f"{r['torch_maxrss_mib']:.0f}" if r["torch_maxrss_mib"] else "-"
+    print(f"| {r['family']} ({r['preset']}) | {r['dtype']} | {r['batch']} | {gflop:.1f} | {1e3 * r['ours_s']:.0f} | "
+          f"{torch_ms} | {ratio} | {rate:.1f} | {r['ceiling_gflops']:.1f} | {100 * rate / r['ceiling_gflops']:.0f}% | "
+          f"{r['ours_maxrss_mib']:.0f} | {torch_rss} |")
+  for why in sorted({r["torch_why"] for r in rows if r["torch_why"]}):
+    print("torch column skipped:", why)
+  if {r["flops_source"] for r in rows} != {"official (torch FlopCounterMode)"}:
+    print("FLOPs: some rows count our traced graph (no torch): an algorithmic saving of ours is not visible there")
+  if diffs:
+    print("\n| family (preset) | bfloat16 vs float32: mean abs (of 255) | max abs | PSNR dB |\n|---|---|---|---|")
+    for spec, d in diffs.items():
+      print(f"| {spec} | {d['mean_abs']:.2f} | {d['max_abs']:.0f} | {d['psnr_db']:.1f} |")
+  if FLAGS.json:
+    with open(FLAGS.json, "w", encoding="utf-8") as f:
+      json.dump({"rows": rows, "bfloat16_difference": diffs}, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
