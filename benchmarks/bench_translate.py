@@ -40,15 +40,16 @@ def export_untrained(family_name: str, preset: str, path: str) -> str:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   import models  # pylint: disable=import-outside-toplevel
-  from components import export_lib, train_lib  # pylint: disable=import-outside-toplevel
+  from components import export_lib  # pylint: disable=import-outside-toplevel
+  from components import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
   keras.utils.set_random_seed(0)
   family = models.get_family(family_name)
   config = models.get_config(family_name, preset)
   model = family.build_model(config)
   model_dir = os.path.join(path, "model_dir")
-  checkpoint = train_lib.model_checkpoint(model, step=tf.Variable(0, dtype=tf.int64))
-  tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, train_lib.CHECKPOINT_DIR), max_to_keep=1).save()
-  with open(os.path.join(model_dir, train_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
+  checkpoint = model_dir_lib.model_checkpoint(model, step=tf.Variable(0, dtype=tf.int64))
+  tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, model_dir_lib.CHECKPOINT_DIR), max_to_keep=1).save()
+  with open(os.path.join(model_dir, model_dir_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
     json.dump({"family": family_name, "preset": preset, "model": config.to_dict(), "train": {}}, f)
   export_lib.run(export_lib.ExportConfig(model_dir, os.path.join(path, "base", "1"), verify=False))
   return os.path.join(path, "base", "1")

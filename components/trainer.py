@@ -1,7 +1,9 @@
-"""The small trainer under components.train: strategy, distributed step, checkpoints, summaries, samples.
+"""The trainer's pieces: strategy, distributed step, checkpoints, summaries, samples.
 
 Nothing model-specific lives here: the per-model losses and updates are `Family.train_step` (models/), the
-stage logic (configs, data, the loop) is `components.train_lib`. This module only knows how to
+training loop built from these pieces is `components.trainer_loop.fit`, and the train stage's settings are
+`components.train_lib`. This module (a shared one: model_dir and the import stages use it too, so it imports no
+project module but the errors and the pixel convention) only knows how to
   * pick and build a `tf.distribute.Strategy` (default, Mirrored over GPUs or logical CPUs, MultiWorker);
   * wrap a one-replica step in `tf.function` + `strategy.run` and SUM-reduce its loss scalars, handing each
     replica a per-step, per-replica seed drawn from a checkpointed `tf.random.Generator`;

@@ -1,8 +1,8 @@
 """Helpers for the evaluate/export/infra_validate tests: tiny model_dirs in components.train's layout.
 
 `make_model_dir(path, family, **overrides)` builds the family's "tiny" preset with the models API, saves it with
-`components.train_lib.model_checkpoint(model, step=...)` under `checkpoints/` and writes `config.json`, exactly what
-components.train_lib.load_trained_model reads (docs/INTERFACES.md "model_dir"). The weights are the random
+`components.model_dir.model_checkpoint(model, step=...)` under `checkpoints/` and writes `config.json`, exactly what
+components.model_dir.load_trained_model reads (docs/INTERFACES.md "model_dir"). The weights are the random
 initialisation (seeded), which is all the export/serving tests need.
 """
 
@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 import models
-from components import train_lib
+from components import model_dir as model_dir_lib
 
 
 def make_model_dir(path: str, family_name: str, step: int = 3, seed: int = 0, **overrides) -> str:
@@ -27,9 +27,9 @@ def make_model_dir(path: str, family_name: str, step: int = 3, seed: int = 0, **
   family = models.get_family(family_name)
   config = models.get_config(family_name, "tiny", **overrides)
   model = family.build_model(config)
-  checkpoint = train_lib.model_checkpoint(model, step=tf.Variable(step, dtype=tf.int64))
-  tf.train.CheckpointManager(checkpoint, os.path.join(path, train_lib.CHECKPOINT_DIR), max_to_keep=1).save()
-  with open(os.path.join(path, train_lib.CONFIG_FILE), "w") as f:
+  checkpoint = model_dir_lib.model_checkpoint(model, step=tf.Variable(step, dtype=tf.int64))
+  tf.train.CheckpointManager(checkpoint, os.path.join(path, model_dir_lib.CHECKPOINT_DIR), max_to_keep=1).save()
+  with open(os.path.join(path, model_dir_lib.CONFIG_FILE), "w") as f:
     json.dump({"family": family_name, "preset": "tiny", "model": config.to_dict(), "train": {}}, f)
   return path
 

@@ -12,14 +12,15 @@ import pytest
 import tensorflow as tf
 
 import models
-from components import export_lib, train_lib, trainer
+from components import export_lib, trainer
+from components import model_dir as model_dir_lib
 from components.errors import StageError
 
 FAMILY = "unit"
 
 
 def _save(directory: str, model, averages, step: int) -> None:
-  checkpoint = train_lib.model_checkpoint(model, step=tf.Variable(step, dtype=tf.int64), generator_ema=averages)
+  checkpoint = model_dir_lib.model_checkpoint(model, step=tf.Variable(step, dtype=tf.int64), generator_ema=averages)
   tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1).save(checkpoint_number=step)
 
 

@@ -147,7 +147,7 @@ def test_adalin_res_block_golden_and_config():
 
 
 def test_variable_order_is_what_positional_checkpoints_saved():
-  # train_lib.model_checkpoint saves model.variables by position: a block must keep listing its variables in the
+  # model_dir_lib.model_checkpoint saves model.variables by position: a block must keep listing its variables in the
   # order checkpoints were written with. With in_channels (U-GAT-IT) the conv comes first, as its [pad, conv,
   # norm] layer list did; without (MUNIT, UNIT) the conv is created in build, after the norm.
   eager = L.ConvBlock(4, 3, 1, 1, norm="iln", init="torch", use_bias=False, in_channels=2)

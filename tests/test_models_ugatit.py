@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 import models
-from components import train_lib
+from components import model_dir as model_dir_lib
 from models.layers.adalin import ILN, AdaLIN, RhoClipper
 from models.layers.cam import CAM
 from models.optim import AdamL2
@@ -320,12 +320,12 @@ def test_keras_save_load_round_trip(tiny_model, tmp_path):
 
 
 def test_tf_checkpoint_restores_every_variable(tiny_model, tmp_path):
-  # components.train checkpoints train_lib.model_checkpoint(model): every variable must come back, also those of
+  # components.train checkpoints model_dir_lib.model_checkpoint(model): every variable must come back, also those of
   # blocks held in Python lists (which TF's object graph does not follow; the layout saves them by position).
-  path = train_lib.model_checkpoint(tiny_model).save(str(tmp_path / "ckpt"))
+  path = model_dir_lib.model_checkpoint(tiny_model).save(str(tmp_path / "ckpt"))
   keras.utils.set_random_seed(99)
   other = FAMILY.build_model(PRESETS["tiny"])
-  train_lib.model_checkpoint(other).restore(path).assert_existing_objects_matched()
+  model_dir_lib.model_checkpoint(other).restore(path).assert_existing_objects_matched()
   assert len(other.variables) == len(tiny_model.variables) == 164  # incl. u and v of 26 spectral norms
   for want, got in zip(tiny_model.variables, other.variables):
     np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)

@@ -34,7 +34,8 @@ import tensorflow as tf
 import yaml
 
 import models
-from components import import_official_lib, train_lib
+from components import import_official_lib
+from components import model_dir as model_dir_lib
 from models import optim
 from models.munit import official
 from models.munit.train import PriorStyles, train_step_with_styles
@@ -182,7 +183,7 @@ def test_every_official_tensor_lands_in_its_variable(small):
 def test_import_stage_writes_a_model_dir_that_load_trained_model_accepts(small, tmp_path):
   model_dir = str(tmp_path / "model")
   result = import_official_lib.import_tensors("munit", small.files, model_dir, official_config=small.yaml, step=2)
-  family, config, model, step = train_lib.load_trained_model(model_dir)
+  family, config, model, step = model_dir_lib.load_trained_model(model_dir)
   assert family.name == "munit" and step == 2 and config == result.model_config
   codes = model.gen_b.encode(small.io["x_b"])
   assert _max_abs(codes[0], small.io["fwd/b/content"]) <= FORWARD_ATOL

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import import_official_lib, train_lib
+from components import import_official_lib
+from components import model_dir as model_dir_lib
 from models.layers.spectral_norm import SpectralNorm, torch_v_to_keras
 from models.official import OfficialImportError
 from models.ugatit import FAMILY
@@ -199,7 +200,7 @@ def test_import_stage_and_serving_output(name, tmp_path):
   model_dir = str(tmp_path / "model")
   result = import_official_lib.import_tensors("ugatit", files, model_dir, image_size=32, step=2)
   assert result.step == 2
-  _, config, model, step = train_lib.load_trained_model(model_dir)
+  _, config, model, step = model_dir_lib.load_trained_model(model_dir)
   assert step == 2 and config.image_size == 32
   for name_, domain in (("genA2B", "a"), ("genB2A", "b")):
     image = getattr(model, OUR_NETWORKS[name_])(io[f"fwd/x_{domain}"])[0]

@@ -20,7 +20,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from components import import_official_lib, train_lib
+from components import import_official_lib
+from components import model_dir as model_dir_lib
 from models.layers import ConvBlock, ConvTransposeBlock
 from models.official import OfficialImportError
 from models.optim import build_optimizers
@@ -222,7 +223,7 @@ def test_import_stage_writes_a_model_dir_that_loads_and_translates(tmp_path):
   result = import_official_lib.import_tensors("unit", files, str(tmp_path / "m"), official_config=config,
                                               step=import_official_lib.official_step(list(files)))
   assert result.step == 2
-  family, cfg, model, step = train_lib.load_trained_model(str(tmp_path / "m"))
+  family, cfg, model, step = model_dir_lib.load_trained_model(str(tmp_path / "m"))
   assert (family.name, step, cfg) == ("unit", 2, result.model_config)
   x_ab = model.translate(tf.constant(io["x_a"]), "a2b")["images"]
   assert _max_abs(x_ab, io["x_ab"]) <= 1e-5

@@ -163,6 +163,7 @@ def test_one_step_same_losses_default_and_mirrored(family, strategy_runs):
 @pytest.mark.parametrize("family", sorted(FAST_OVERRIDES))
 def test_run_writes_config_checkpoints_samples_summaries(family, strategy_runs):
   from components import train_lib  # pylint: disable=import-outside-toplevel
+  from components import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   for strategy, steps in (("default", 1), ("mirrored", 2)):
     model_dir = strategy_runs[family][strategy]["model_dir"]
@@ -191,7 +192,7 @@ def test_run_writes_config_checkpoints_samples_summaries(family, strategy_runs):
     else:
       assert not any(tag.startswith("rho/") for tag in scalars)
   # The default run's weights load back (every variable, checked) and differ from the initialization.
-  loaded_family, config, model, step = train_lib.load_trained_model(strategy_runs[family]["default"]["model_dir"])
+  loaded_family, config, model, step = model_dir_lib.load_trained_model(strategy_runs[family]["default"]["model_dir"])
   assert (loaded_family.name, step) == (family, 1)
   import keras  # pylint: disable=import-outside-toplevel
   keras.utils.set_random_seed(0)
@@ -271,8 +272,8 @@ def test_sigkill_then_rerun_resumes_and_sigterm_saves(data_dir, tmp_path):
   assert first == killed_at + 1
   last = int(re.findall(r"^step (\d+)/", text, re.M)[-1])
   assert "stopped by SIGTERM" in text and _latest_step(model_dir) == last >= target
-  from components import train_lib  # pylint: disable=import-outside-toplevel
-  assert train_lib.load_trained_model(model_dir)[3] == last
+  from components import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
+  assert model_dir_lib.load_trained_model(model_dir)[3] == last
 
 
 def _free_port() -> int:

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import models
+from components import model_dir as model_dir_lib
 from components import train_lib, trainer
 from components.errors import StageError
 from tests.test_train_data import FAST_OVERRIDES, write_dataset
@@ -74,7 +75,7 @@ def _read(model_dir, step):
   config = models.get_config("munit", "tiny", **FAST_OVERRIDES["munit"])
   model = models.get_family("munit").build_model(config)
   averages = [tf.Variable(tf.zeros(v.shape, v.dtype)) for v in model.generator_variables]
-  train_lib.restore_model(model, os.path.join(model_dir, "checkpoints", f"ckpt-{step}"), generator_ema=averages)
+  model_dir_lib.restore_model(model, os.path.join(model_dir, "checkpoints", f"ckpt-{step}"), generator_ema=averages)
   return ([v.numpy() for v in model.generator_variables], [a.numpy() for a in averages],
           [v.numpy() for v in model.discriminator_variables])
 
@@ -102,14 +103,14 @@ def test_ema_is_checkpointed_resumed_and_read_by_load_model_dir(data_dir, tmp_pa
   w3, ema3, d3 = _read(model_dir, 3)
   _assert_ema_step(ema2, w3, ema3)
   # The one model_dir reader puts the averages into the generators; discriminators keep their trained weights.
-  loaded = train_lib.load_model_dir(model_dir, "latest")
+  loaded = model_dir_lib.load_model_dir(model_dir, "latest")
   assert (loaded.weights, loaded.checkpoint, loaded.step) == ("ema", "latest", 3)
   for got, want in zip(loaded.model.generator_variables, ema3):
     np.testing.assert_array_equal(got.numpy(), want)
   for got, want in zip(loaded.model.discriminator_variables, d3):
     np.testing.assert_array_equal(got.numpy(), want)
   with pytest.raises(StageError, match="No best checkpoint"):
-    train_lib.load_model_dir(model_dir, "best")
+    model_dir_lib.load_model_dir(model_dir, "best")
   # Switching the EMA off in the middle of a run is refused.
   with pytest.raises(StageError, match="--ema_decay=0.5"):
     train_lib.run(_config(data_dir, model_dir, steps=4, ema_decay=0.0))

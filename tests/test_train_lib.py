@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import models
+from components import model_dir as model_dir_lib
 from components import train_lib
 from components.errors import StageError
 from tests.test_train_data import FAST_OVERRIDES, write_dataset
@@ -74,7 +75,7 @@ def test_non_finite_loss_stops_run_and_keeps_last_good_checkpoint(data_dir, tmp_
                   family=dataclasses.replace(family, train_step=diverging_train_step))
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
   assert not tf.io.gfile.glob(os.path.join(model_dir, "checkpoints", "ckpt-3*"))
-  assert train_lib.load_trained_model(model_dir)[3] == 2
+  assert model_dir_lib.load_trained_model(model_dir)[3] == 2
 
 
 def _recording(family, *, fail_from_step=None):
@@ -149,5 +150,5 @@ def test_mixed_precision_trains_in_bfloat16_with_float32_variables(data_dir, tmp
   assert keras.mixed_precision.global_policy().name == "float32"  # the run restores the policy it found
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["train"]["mixed_precision"] is True
-  _, _, model, step = train_lib.load_trained_model(str(tmp_path))
+  _, _, model, step = model_dir_lib.load_trained_model(str(tmp_path))
   assert step == 2 and {v.dtype for v in model.variables} <= {"float32", "uint32", "int64"}
