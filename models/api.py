@@ -12,18 +12,38 @@ Conventions (all families):
     `tf.nn.compute_average_loss(per_example, global_batch_size=...)`, so summing them over replicas
     (`strategy.reduce(SUM, ...)`) gives the global-batch mean whatever the number of replicas;
   * every random draw of a train step is a stateless op seeded from the step's `seed` (`split_seed`), so the
-    trainer alone owns the random state (checkpointed) and decides what each replica and step draws.
+    trainer alone owns the random state (checkpointed) and decides what each replica and step draws;
+  * the loss keys of a train step follow one scheme (LOSS_KEY_PATTERN), which the trainer writes to TensorBoard
+    as `loss/<key>` (the slash groups the plots):
+      `d/<term>` a discriminator loss, `g/<term>` a generator loss; `<term>` is lower_snake_case and ends in
+      `_a` / `_b` for the domain whose images the term judges or rebuilds (`g/adv_a`: the generator against
+      domain a's discriminator, on x_ba; `g/cycle_a`: |x_aba - x_a|; `g/cam_a`: the CAM term of the generator
+      that outputs domain a). `d/total` and `g/total` (always present) are the weighted sums the optimizers
+      minimize, `*/total_a|b` a domain's share of them; every other key is an unweighted term. Terms used:
+      adv (adversarial), recon_x (within-domain image reconstruction), recon_s, recon_c (MUNIT style and
+      content reconstruction), cycle (image cycle a->b->a), kl, kl_cycle (UNIT latent KL, direct and in the
+      cycle), identity, cam (U-GAT-IT), vgg (MUNIT perceptual).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable, Mapping, Protocol
 
 import tensorflow as tf
 
 DOMAINS = ("a", "b")  # the two image domains (dataset folders trainA/trainB: the upper-case letter)
 DIRECTIONS = ("a2b", "b2a")  # f"{source}2{target}" over DOMAINS
+LOSS_KEY_PATTERN = re.compile(r"[dg]/[a-z][a-z0-9_]*")
+REQUIRED_LOSS_KEYS = ("d/total", "g/total")
+
+
+def loss_key_problems(keys) -> list[str]:
+  """What keeps `keys` (a train step's loss dict keys) from the scheme above; [] when they follow it."""
+  problems = [f"{k!r} is not d/<term> or g/<term> (lower_snake_case)" for k in keys
+              if not isinstance(k, str) or not LOSS_KEY_PATTERN.fullmatch(k)]
+  return problems + [f"{k!r} is missing" for k in REQUIRED_LOSS_KEYS if k not in keys]
 
 
 class TranslationModel(Protocol):

@@ -125,15 +125,15 @@ def test_one_train_step_changes_every_variable_and_keeps_losses_finite():
   assert isinstance(gen_opt, AdamL2) and gen_opt.l2_weight_decay == config.weight_decay
   before = [v.numpy().copy() for v in model.trainable_variables]
   out = FAMILY.train_step(model, gen_opt, dis_opt, _images(2), _images(2, seed=1), 2)
-  expected = {"dis_total", "dis_a", "dis_b", "gen_total", "gen_adv_a", "gen_adv_b", "gen_recon_x_a",
-              "gen_recon_x_b", "gen_recon_s_a", "gen_recon_s_b", "gen_recon_c_a", "gen_recon_c_b",
-              "gen_cycrecon_x_a", "gen_cycrecon_x_b"}
+  expected = {"d/total", "d/adv_a", "d/adv_b", "g/total", "g/adv_a", "g/adv_b", "g/recon_x_a",
+              "g/recon_x_b", "g/recon_s_a", "g/recon_s_b", "g/recon_c_a", "g/recon_c_b",
+              "g/cycle_a", "g/cycle_b"}
   assert set(out) == expected
   assert all(np.isfinite(float(v)) for v in out.values())
-  weighted = (out["gen_adv_a"] + out["gen_adv_b"] + 10 * (out["gen_recon_x_a"] + out["gen_recon_x_b"])
-              + out["gen_recon_s_a"] + out["gen_recon_s_b"] + out["gen_recon_c_a"] + out["gen_recon_c_b"]
-              + 10 * (out["gen_cycrecon_x_a"] + out["gen_cycrecon_x_b"]))
-  assert float(out["gen_total"]) == pytest.approx(float(weighted), rel=1e-5)
+  weighted = (out["g/adv_a"] + out["g/adv_b"] + 10 * (out["g/recon_x_a"] + out["g/recon_x_b"])
+              + out["g/recon_s_a"] + out["g/recon_s_b"] + out["g/recon_c_a"] + out["g/recon_c_b"]
+              + 10 * (out["g/cycle_a"] + out["g/cycle_b"]))
+  assert float(out["g/total"]) == pytest.approx(float(weighted), rel=1e-5)
   unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
   assert not unchanged
   assert int(gen_opt.iterations) == 1 and int(dis_opt.iterations) == 1

@@ -384,15 +384,15 @@ def test_train_step_changes_variables_and_keeps_losses_finite():
   before_d = [v.numpy() for v in model.discriminator_variables]
   sn_u = model.dis_global_a.blocks[0].conv.u.numpy()
   losses = FAMILY.train_step(model, gen_opt, dis_opt, x_a, x_b, global_batch_size=2)
-  expected = {"d_loss_a", "d_loss_b", "d_loss", "g_adv_a", "g_adv_b", "g_cycle_a", "g_cycle_b", "g_identity_a",
-              "g_identity_b", "g_cam_a", "g_cam_b", "g_loss_a", "g_loss_b", "g_loss"}
+  expected = {"d/total_a", "d/total_b", "d/total", "g/adv_a", "g/adv_b", "g/cycle_a", "g/cycle_b", "g/identity_a",
+              "g/identity_b", "g/cam_a", "g/cam_b", "g/total_a", "g/total_b", "g/total"}
   assert set(losses) == expected
   for name, value in losses.items():
     assert value.shape == () and np.isfinite(value.numpy()), name
     assert value.numpy() > 0, name  # every term is a positive mean (LSGAN, L1, BCE)
-  g_a = (config.adv_weight * losses["g_adv_a"] + config.cycle_weight * losses["g_cycle_a"]
-         + config.identity_weight * losses["g_identity_a"] + config.cam_weight * losses["g_cam_a"])
-  np.testing.assert_allclose(losses["g_loss_a"].numpy(), g_a.numpy(), rtol=1e-6)
+  g_a = (config.adv_weight * losses["g/adv_a"] + config.cycle_weight * losses["g/cycle_a"]
+         + config.identity_weight * losses["g/identity_a"] + config.cam_weight * losses["g/cam_a"])
+  np.testing.assert_allclose(losses["g/total_a"].numpy(), g_a.numpy(), rtol=1e-6)
   for before, v in zip(before_d, model.discriminator_variables):
     assert not np.array_equal(before, v.numpy()), v.path
   rhos = []

@@ -167,14 +167,14 @@ def test_one_train_step_changes_every_variable_and_keeps_losses_finite():
   gen_opt, dis_opt = FAMILY.build_optimizers(config)
   before = [v.numpy().copy() for v in model.trainable_variables]
   out = FAMILY.train_step(model, gen_opt, dis_opt, _images(2), _images(2, seed=1), 2)
-  assert set(out) == {"dis_total", "dis_a", "dis_b", "gen_total", "gen_ad_a", "gen_ad_b", "gen_ll_a", "gen_ll_b",
-                      "gen_ll_aba", "gen_ll_bab", "gen_enc_a", "gen_enc_b", "gen_enc_bab", "gen_enc_aba"}
+  assert set(out) == {"d/total", "d/adv_a", "d/adv_b", "g/total", "g/adv_a", "g/adv_b", "g/recon_x_a", "g/recon_x_b",
+                      "g/cycle_a", "g/cycle_b", "g/kl_a", "g/kl_b", "g/kl_cycle_b", "g/kl_cycle_a"}
   assert all(np.isfinite(float(v)) for v in out.values())
-  weighted = (10 * (out["gen_ad_a"] + out["gen_ad_b"]) + 100 * (out["gen_ll_a"] + out["gen_ll_b"])
-              + 100 * (out["gen_ll_aba"] + out["gen_ll_bab"]) + 0.1 * (out["gen_enc_a"] + out["gen_enc_b"])
-              + 0.1 * (out["gen_enc_bab"] + out["gen_enc_aba"]))
-  assert float(out["gen_total"]) == pytest.approx(float(weighted), rel=1e-5)
-  assert float(out["dis_total"]) == pytest.approx(10 * float(out["dis_a"] + out["dis_b"]), rel=1e-5)
+  weighted = (10 * (out["g/adv_a"] + out["g/adv_b"]) + 100 * (out["g/recon_x_a"] + out["g/recon_x_b"])
+              + 100 * (out["g/cycle_a"] + out["g/cycle_b"]) + 0.1 * (out["g/kl_a"] + out["g/kl_b"])
+              + 0.1 * (out["g/kl_cycle_b"] + out["g/kl_cycle_a"]))
+  assert float(out["g/total"]) == pytest.approx(float(weighted), rel=1e-5)
+  assert float(out["d/total"]) == pytest.approx(10 * float(out["d/adv_a"] + out["d/adv_b"]), rel=1e-5)
   unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
   assert not unchanged
 

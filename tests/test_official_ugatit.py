@@ -102,13 +102,13 @@ def _check_forward(model, io, atol: float = FORWARD_ATOL) -> float:
 
 # Our loss names -> the official terms they sum (UGATIT.train's local variables).
 LOSS_TERMS = {
-    "d_loss_a": ("D_loss_A",), "d_loss_b": ("D_loss_B",), "d_loss": ("Discriminator_loss",),
-    "g_adv_a": ("G_ad_loss_GA", "G_ad_cam_loss_GA", "G_ad_loss_LA", "G_ad_cam_loss_LA"),
-    "g_adv_b": ("G_ad_loss_GB", "G_ad_cam_loss_GB", "G_ad_loss_LB", "G_ad_cam_loss_LB"),
-    "g_cycle_a": ("G_recon_loss_A",), "g_cycle_b": ("G_recon_loss_B",),
-    "g_identity_a": ("G_identity_loss_A",), "g_identity_b": ("G_identity_loss_B",),
-    "g_cam_a": ("G_cam_loss_A",), "g_cam_b": ("G_cam_loss_B",),
-    "g_loss_a": ("G_loss_A",), "g_loss_b": ("G_loss_B",), "g_loss": ("Generator_loss",),
+    "d/total_a": ("D_loss_A",), "d/total_b": ("D_loss_B",), "d/total": ("Discriminator_loss",),
+    "g/adv_a": ("G_ad_loss_GA", "G_ad_cam_loss_GA", "G_ad_loss_LA", "G_ad_cam_loss_LA"),
+    "g/adv_b": ("G_ad_loss_GB", "G_ad_cam_loss_GB", "G_ad_loss_LB", "G_ad_cam_loss_LB"),
+    "g/cycle_a": ("G_recon_loss_A",), "g/cycle_b": ("G_recon_loss_B",),
+    "g/identity_a": ("G_identity_loss_A",), "g/identity_b": ("G_identity_loss_B",),
+    "g/cam_a": ("G_cam_loss_A",), "g/cam_b": ("G_cam_loss_B",),
+    "g/total_a": ("G_loss_A",), "g/total_b": ("G_loss_B",), "g/total": ("Generator_loss",),
 }
 
 

@@ -43,7 +43,7 @@ def _flags(family: str) -> list[str]:
 # terms that depend on random draws cannot match a single-device run: UNIT's latent noise (z = mu + eps) is
 # switched off for the comparison (`_without_latent_noise`); MUNIT's prior styles s ~ N(0, I) feed every term
 # except the within-domain reconstructions. U-GAT-IT's step has no randomness: every term is compared.
-COMPARED_TERMS = {"ugatit": None, "unit": None, "munit": ("gen_recon_x_a", "gen_recon_x_b")}
+COMPARED_TERMS = {"ugatit": None, "unit": None, "munit": ("g/recon_x_a", "g/recon_x_b")}
 
 
 def _without_latent_noise(build_model):
@@ -209,7 +209,7 @@ def test_unit_trains_with_latent_noise_under_mirrored(strategy_runs):
   first_noisy = read_scalars(os.path.join(noisy["model_dir"], "logs"))
   first_quiet = read_scalars(os.path.join(quiet["model_dir"], "logs"))
   # Step 1 sees the same weights and batch in both runs; KL(z) = mean(z^2) with z = mu + eps gains E[eps^2] = 1.
-  for term in ("gen_enc_a", "gen_enc_b"):
+  for term in ("g/kl_a", "g/kl_b"):
     gain = first_noisy[f"loss/{term}"][1] - first_quiet[f"loss/{term}"][1]
     assert gain == pytest.approx(1.0, abs=0.3), term  # measured 1.02 and 1.13
 
@@ -314,7 +314,7 @@ def test_multi_worker_two_local_workers(data_dir, tmp_path):
   assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "logs", "samples"]
   assert os.listdir(os.path.join(model_dir, "samples")) == ["step_00000003.png"]
   assert len(os.listdir(os.path.join(model_dir, "logs"))) == 1
-  assert read_scalars(os.path.join(model_dir, "logs"))["loss/gen_total"].keys() == {1, 2, 3}
+  assert read_scalars(os.path.join(model_dir, "logs"))["loss/g/total"].keys() == {1, 2, 3}
 
 
 if __name__ == "__main__":

@@ -64,13 +64,13 @@ def test_non_finite_loss_stops_run_and_keeps_last_good_checkpoint(data_dir, tmp_
   family = models.get_family(FAMILY)
 
   def diverging_train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None):
-    """The real step; from the 3rd generator update on, gen_total is reported as NaN (a diverged run)."""
+    """The real step; from the 3rd generator update on, g/total is reported as NaN (a diverged run)."""
     losses = family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed)
     poison = tf.where(gen_optimizer.iterations >= 3, float("nan"), 0.0)
-    return dict(losses, gen_total=losses["gen_total"] + poison)
+    return {**losses, "g/total": losses["g/total"] + poison}
 
   model_dir = str(tmp_path / "model")
-  with pytest.raises(StageError, match=r"diverged at step 3: loss gen_total = nan is not finite.*ckpt-2"):
+  with pytest.raises(StageError, match=r"diverged at step 3: loss g/total = nan is not finite.*ckpt-2"):
     train_lib.run(_config(data_dir, model_dir, steps=6),
                   family=dataclasses.replace(family, train_step=diverging_train_step))
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
@@ -91,7 +91,7 @@ def _recording(family, *, fail_from_step=None):
     gen_optimizer.iterations.assign_add(1)
     draw = tf.reduce_sum(draw_prior_styles(model, tf.shape(x_a)[0], seed).dis_s_a)
     poison = 0.0 if fail_from_step is None else tf.where(gen_optimizer.iterations >= fail_from_step, float("nan"), 0.0)
-    return {"style_draw": draw, "gen_total": poison}
+    return {"style_draw": draw, "g/total": poison}
 
   return dataclasses.replace(family, train_step=train_step)
 
@@ -133,7 +133,7 @@ def test_train_step_draws_only_from_its_seed(name):
 
   first, again, other = step([5, 6], 1), step([5, 6], 2), step([7, 8], 1)
   assert {k: float(v) for k, v in first.items()} == {k: float(v) for k, v in again.items()}
-  terms = ("gen_enc_a", "gen_enc_b") if name == "unit" else ("gen_recon_s_a", "gen_recon_s_b")
+  terms = ("g/kl_a", "g/kl_b") if name == "unit" else ("g/recon_s_a", "g/recon_s_b")
   assert all(float(first[t]) != float(other[t]) for t in terms)
 
 

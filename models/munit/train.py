@@ -56,7 +56,8 @@ def train_step_with_styles(model, gen_optimizer, dis_optimizer, x_a, x_b, global
   `styles` are the prior styles of both updates (given, so that an iteration can be replayed with the official
   trainer's own draws: tests/test_official_munit.py).
   Returns:
-    dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_adv_a`, ...).
+    dict of per-replica loss scalars named by `models.api` LOSS_KEYS: d/total, d/adv_a, d/adv_b, g/total,
+    g/adv_a|b, g/recon_x_a|b, g/recon_s_a|b, g/recon_c_a|b and, when weighted in, g/cycle_a|b, g/vgg_a|b.
   """
   cfg = model.config
   gen_a, gen_b, dis_a, dis_b = model.gen_a, model.gen_b, model.dis_a, model.dis_b
@@ -88,33 +89,33 @@ def train_step_with_styles(model, gen_optimizer, dis_optimizer, x_a, x_b, global
     c_b_recon, s_a_recon = gen_a.encode(x_ba, training=True)
     c_a_recon, s_b_recon = gen_b.encode(x_ab, training=True)
     terms = {
-        "gen_adv_a": mean(losses.lsgan_generator_loss(dis_a(x_ba, training=True))),
-        "gen_adv_b": mean(losses.lsgan_generator_loss(dis_b(x_ab, training=True))),
-        "gen_recon_x_a": mean(losses.l1_loss(x_a_recon, x_a)),
-        "gen_recon_x_b": mean(losses.l1_loss(x_b_recon, x_b)),
-        "gen_recon_s_a": mean(losses.l1_loss(s_a_recon, s_a)),
-        "gen_recon_s_b": mean(losses.l1_loss(s_b_recon, s_b)),
-        "gen_recon_c_a": mean(losses.l1_loss(c_a_recon, c_a)),
-        "gen_recon_c_b": mean(losses.l1_loss(c_b_recon, c_b)),
+        "g/adv_a": mean(losses.lsgan_generator_loss(dis_a(x_ba, training=True))),
+        "g/adv_b": mean(losses.lsgan_generator_loss(dis_b(x_ab, training=True))),
+        "g/recon_x_a": mean(losses.l1_loss(x_a_recon, x_a)),
+        "g/recon_x_b": mean(losses.l1_loss(x_b_recon, x_b)),
+        "g/recon_s_a": mean(losses.l1_loss(s_a_recon, s_a)),
+        "g/recon_s_b": mean(losses.l1_loss(s_b_recon, s_b)),
+        "g/recon_c_a": mean(losses.l1_loss(c_a_recon, c_a)),
+        "g/recon_c_b": mean(losses.l1_loss(c_b_recon, c_b)),
     }
-    gen_total = (cfg.gan_w * (terms["gen_adv_a"] + terms["gen_adv_b"])
-                 + cfg.recon_x_w * (terms["gen_recon_x_a"] + terms["gen_recon_x_b"])
-                 + cfg.recon_s_w * (terms["gen_recon_s_a"] + terms["gen_recon_s_b"])
-                 + cfg.recon_c_w * (terms["gen_recon_c_a"] + terms["gen_recon_c_b"]))
+    gen_total = (cfg.gan_w * (terms["g/adv_a"] + terms["g/adv_b"])
+                 + cfg.recon_x_w * (terms["g/recon_x_a"] + terms["g/recon_x_b"])
+                 + cfg.recon_s_w * (terms["g/recon_s_a"] + terms["g/recon_s_b"])
+                 + cfg.recon_c_w * (terms["g/recon_c_a"] + terms["g/recon_c_b"]))
     if cfg.recon_x_cyc_w > 0:
       x_aba = gen_a.decode(c_a_recon, s_a_prime, training=True)
       x_bab = gen_b.decode(c_b_recon, s_b_prime, training=True)
-      terms["gen_cycrecon_x_a"] = mean(losses.l1_loss(x_aba, x_a))
-      terms["gen_cycrecon_x_b"] = mean(losses.l1_loss(x_bab, x_b))
-      gen_total += cfg.recon_x_cyc_w * (terms["gen_cycrecon_x_a"] + terms["gen_cycrecon_x_b"])
+      terms["g/cycle_a"] = mean(losses.l1_loss(x_aba, x_a))
+      terms["g/cycle_b"] = mean(losses.l1_loss(x_bab, x_b))
+      gen_total += cfg.recon_x_cyc_w * (terms["g/cycle_a"] + terms["g/cycle_b"])
     if cfg.vgg_w > 0:
       from models.perceptual import perceptual_loss
-      terms["gen_vgg_a"] = mean(perceptual_loss(model.vgg, x_ba, x_b))
-      terms["gen_vgg_b"] = mean(perceptual_loss(model.vgg, x_ab, x_a))
-      gen_total += cfg.vgg_w * (terms["gen_vgg_a"] + terms["gen_vgg_b"])
+      terms["g/vgg_a"] = mean(perceptual_loss(model.vgg, x_ba, x_b))
+      terms["g/vgg_b"] = mean(perceptual_loss(model.vgg, x_ab, x_a))
+      gen_total += cfg.vgg_w * (terms["g/vgg_a"] + terms["g/vgg_b"])
     scaled = gen_optimizer.scale_loss(gen_total)
   minimize(tape, scaled, gen_optimizer, model.generator_variables)
-  return {"dis_total": dis_total, "dis_a": dis_loss_a, "dis_b": dis_loss_b, "gen_total": gen_total, **terms}
+  return {"d/total": dis_total, "d/adv_a": dis_loss_a, "d/adv_b": dis_loss_b, "g/total": gen_total, **terms}
 
 
 def sample_rows(model, x_a, x_b) -> dict:

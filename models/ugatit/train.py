@@ -68,9 +68,10 @@ def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b:
     global_batch_size: the batch size summed over replicas.
     seed: the step's random seed (models.api.Family.train_step); unused, U-GAT-IT's step draws nothing.
   Returns:
-    dict of scalar float32 losses (already divided by the global batch): d_loss_a, d_loss_b, d_loss,
-    g_adv_a, g_adv_b, g_cycle_a, g_cycle_b, g_identity_a, g_identity_b, g_cam_a, g_cam_b, g_loss_a,
-    g_loss_b, g_loss.
+    dict of scalar float32 losses (already divided by the global batch) named by `models.api` LOSS_KEYS:
+    d/total_a, d/total_b (D_loss_A, D_loss_B, adv_weight included), d/total, g/adv_a|b (the 4 LSGAN terms
+    against domain a's | b's discriminators), g/cycle_a|b, g/identity_a|b, g/cam_a|b (generator b2a's | a2b's
+    CAM terms), g/total_a|b (G_loss_A, G_loss_B), g/total.
   """
   cfg = model.config
   avg = lambda per_example: _average(per_example, global_batch_size)  # noqa: E731
@@ -116,10 +117,10 @@ def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b:
   # 4. The update applies the RhoClipper constraints (rho in [0, 1]) right after the Adam step.
   minimize(tape, scaled_g_loss, gen_optimizer, model.generator_variables)
 
-  return {"d_loss_a": d_loss_a, "d_loss_b": d_loss_b, "d_loss": d_loss,
-          "g_adv_a": g_adv_a, "g_adv_b": g_adv_b, "g_cycle_a": g_cycle_a, "g_cycle_b": g_cycle_b,
-          "g_identity_a": g_identity_a, "g_identity_b": g_identity_b, "g_cam_a": g_cam_a, "g_cam_b": g_cam_b,
-          "g_loss_a": g_loss_a, "g_loss_b": g_loss_b, "g_loss": g_loss}
+  return {"d/total_a": d_loss_a, "d/total_b": d_loss_b, "d/total": d_loss,
+          "g/adv_a": g_adv_a, "g/adv_b": g_adv_b, "g/cycle_a": g_cycle_a, "g/cycle_b": g_cycle_b,
+          "g/identity_a": g_identity_a, "g/identity_b": g_identity_b, "g/cam_a": g_cam_a, "g/cam_b": g_cam_b,
+          "g/total_a": g_loss_a, "g/total_b": g_loss_b, "g/total": g_loss}
 
 
 def heatmap_to_rgb(attention: tf.Tensor) -> tf.Tensor:

@@ -57,7 +57,8 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
     noise: dict NOISE_KEYS -> eps `[B, h, w, C]` (`latent_noise`; the official trainer's draws in the equivalence
       tests).
   Returns:
-    dict of per-replica loss scalars (`dis_total`, `dis_a`, `dis_b`, `gen_total`, `gen_ad_a`, ...).
+    dict of per-replica loss scalars named by `models.api` LOSS_KEYS: d/total, d/adv_a, d/adv_b, g/total,
+    g/adv_a|b, g/recon_x_a|b, g/cycle_a|b (x_aba, x_bab), g/kl_a|b (z_a, z_b), g/kl_cycle_a|b (z_ab, z_ba).
   """
   cfg = model.config
   missing = [k for k in NOISE_KEYS if k not in noise]
@@ -92,25 +93,25 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
     z_ab = model.encode(x_ab, "b", training=True, noise=noise["gen_ab"])
     x_bab, x_aba = model.decode(z_ba, "b", training=True), model.decode(z_ab, "a", training=True)
     terms = {
-        "gen_ad_a": mean(losses.bce_generator_loss(model.dis_a(x_ba, training=True))),
-        "gen_ad_b": mean(losses.bce_generator_loss(model.dis_b(x_ab, training=True))),
-        "gen_ll_a": mean(losses.l1_loss(x_aa, x_a)),
-        "gen_ll_b": mean(losses.l1_loss(x_bb, x_b)),
-        "gen_ll_aba": mean(losses.l1_loss(x_aba, x_a)),
-        "gen_ll_bab": mean(losses.l1_loss(x_bab, x_b)),
-        "gen_enc_a": mean(losses.kl_unit_gaussian_loss(z_a)),
-        "gen_enc_b": mean(losses.kl_unit_gaussian_loss(z_b)),
-        "gen_enc_bab": mean(losses.kl_unit_gaussian_loss(z_ba)),
-        "gen_enc_aba": mean(losses.kl_unit_gaussian_loss(z_ab)),
+        "g/adv_a": mean(losses.bce_generator_loss(model.dis_a(x_ba, training=True))),
+        "g/adv_b": mean(losses.bce_generator_loss(model.dis_b(x_ab, training=True))),
+        "g/recon_x_a": mean(losses.l1_loss(x_aa, x_a)),
+        "g/recon_x_b": mean(losses.l1_loss(x_bb, x_b)),
+        "g/cycle_a": mean(losses.l1_loss(x_aba, x_a)),
+        "g/cycle_b": mean(losses.l1_loss(x_bab, x_b)),
+        "g/kl_a": mean(losses.kl_unit_gaussian_loss(z_a)),
+        "g/kl_b": mean(losses.kl_unit_gaussian_loss(z_b)),
+        "g/kl_cycle_b": mean(losses.kl_unit_gaussian_loss(z_ba)),
+        "g/kl_cycle_a": mean(losses.kl_unit_gaussian_loss(z_ab)),
     }
-    gen_total = (cfg.gan_w * (terms["gen_ad_a"] + terms["gen_ad_b"])
-                 + cfg.ll_direct_link_w * (terms["gen_ll_a"] + terms["gen_ll_b"])
-                 + cfg.ll_cycle_link_w * (terms["gen_ll_aba"] + terms["gen_ll_bab"])
-                 + cfg.kl_direct_link_w * (terms["gen_enc_a"] + terms["gen_enc_b"])
-                 + cfg.kl_cycle_link_w * (terms["gen_enc_bab"] + terms["gen_enc_aba"]))
+    gen_total = (cfg.gan_w * (terms["g/adv_a"] + terms["g/adv_b"])
+                 + cfg.ll_direct_link_w * (terms["g/recon_x_a"] + terms["g/recon_x_b"])
+                 + cfg.ll_cycle_link_w * (terms["g/cycle_a"] + terms["g/cycle_b"])
+                 + cfg.kl_direct_link_w * (terms["g/kl_a"] + terms["g/kl_b"])
+                 + cfg.kl_cycle_link_w * (terms["g/kl_cycle_b"] + terms["g/kl_cycle_a"]))
     scaled = gen_optimizer.scale_loss(gen_total)
   minimize(tape, scaled, gen_optimizer, model.generator_variables)
-  return {"dis_total": dis_total, "dis_a": dis_loss_a, "dis_b": dis_loss_b, "gen_total": gen_total, **terms}
+  return {"d/total": dis_total, "d/adv_a": dis_loss_a, "d/adv_b": dis_loss_b, "g/total": gen_total, **terms}
 
 
 def sample_rows(model, x_a, x_b) -> dict:
