@@ -14,7 +14,7 @@ Every flag not defined here is handed to Beam's PipelineOptions unchanged (--run
 
 from absl import app, flags
 
-from components import ingest_lib, options
+from components import ingest_lib, ingest_report, options
 from components.errors import StageError
 
 FLAGS = flags.FLAGS
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
   except StageError as e:
     print(f"ingest failed: {e}")
     return 1
-  print(ingest_lib.format_summary(result))
+  print(ingest_report.format_summary(result))
   return 0
 
 

@@ -10,19 +10,9 @@ testB: the given split is kept). Outputs under `output_dir` (DESIGN.md, stage 1)
   rejected.jsonl  one {"path", "domain", "reason", "message", "detail", "source_id"} per input that was not stored,
                   and one per folder that could not be listed (reason "unlistable_folder": its files are missing)
 
-File names. Any name the file system allows is ingested: files are listed, hashed and opened by their raw bytes,
-and only a printable text form of the name ever crosses a Beam coder or reaches a report. That form
-(`printable_path`, used for `image/filename`, `image/source_id` and rejected.jsonl's `path` and `source_id`) keeps
-every valid, printable UTF-8 character as it is and writes each byte of a "%", of a non-printable character
-(newline, tab, other control or format characters) and of anything that is not valid UTF-8 as %XX (upper-case
-hex). It is lossless: `path_bytes(text)` (urllib.parse.unquote_to_bytes) returns the exact bytes, e.g.
-b"caf\xe9 1%\n.jpg" (Latin-1, a "%", a newline) <-> "caf%E9 1%25%0A.jpg". Ordinary names are unchanged.
-stats.json and rejected.jsonl are ASCII JSON (so valid UTF-8) whatever the names.
-
-Listing never fails the run: a folder that cannot be listed (permissions, a path longer than PATH_MAX, removed
-while listed, ...) becomes a rejected.jsonl row with reason "unlistable_folder" and the OS error, counted in
-stats.json as one listed entry and one rejection of its domain (so listed_files = stored + duplicates + rejected
-still holds); everything else is ingested.
+Listing and naming the inputs (any file name; a folder that cannot be listed is reported, not fatal) is
+components.ingest_sources, writing the TFRecord shards components.ingest_shards, and stats.json with its summary
+table components.ingest_report; this module is the config, the Beam graph and `run`.
 
 The Beam graph uses only portable transforms (Create, Reshuffle, ParDo, CombinePerKey, GroupByKey, Flatten,
 side inputs), so any runner works (`--runner`, DirectRunner `--direct_running_mode=multi_processing
@@ -54,31 +44,23 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import gzip
 import hashlib
 import json
-import math
 import os
 import shutil
 import stat
-import struct
 import time
-import urllib.parse
 
 import apache_beam as beam
-import google_crc32c
 import numpy as np
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from components import image_io
 from components.errors import StageError
+from components.ingest_report import SplitStatsFn, build_stats
+from components.ingest_shards import num_shards, shard_path, write_tfrecord_shard
+from components.ingest_sources import DOMAINS, SPLITS, SourceFile, list_inputs, os_error, printable_path
 
-DOMAINS = ("a", "b")
-SPLITS = ("train", "test")
-JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "__macosx", "$recycle.bin", "icon\r"})
-SHARD_NAME = "{split}-{index:05d}-of-{count:05d}.tfrecord.gz"
-PIXEL_SCALE = "0..255 (uint8 values of the stored RGB pixels)"
-GZIP_LEVEL = 0  # gzip container with stored blocks: the PNG payload does not compress (level 1: +0%, 11 ms/image)
 _LEVELS = np.arange(256, dtype=np.int64)
 _LEVELS_SQUARED = _LEVELS * _LEVELS
 
@@ -153,132 +135,6 @@ class IngestResult:
   images_per_second: float
 
 
-def printable_path(path: str | bytes) -> str:
-  """A lossless, printable text form of a path (see the module docstring, "File names").
-
-  Args:
-    path: bytes as the file system gives them, or a str (os.fsencode'd first: surrogate escapes from
-      Python's file system decoding become their original bytes again).
-  Returns:
-    The UTF-8 reading of the bytes with each byte of "%", of a non-printable character (str.isprintable) and of
-    every invalid UTF-8 sequence written as %XX; `path_bytes` inverts it.
-  """
-  text = os.fsencode(path).decode("utf-8", "surrogateescape")  # invalid bytes -> lone surrogates (not printable)
-  return "".join(ch if ch != "%" and ch.isprintable()
-                 else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape")) for ch in text)
-
-
-def path_bytes(text: str) -> bytes:
-  """The exact path bytes of a `printable_path` text (image/filename, rejected.jsonl's path)."""
-  return urllib.parse.unquote_to_bytes(text)
-
-
-def _os_error(e: OSError) -> str:
-  """An OSError as "<type>: <reason>" without the path (paths are reported separately, printable)."""
-  return f"{type(e).__name__}: {e.strerror or e}"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceFile:
-  """One listed input file: `root/relpath` as raw bytes (any name the file system allows); `source_id` is
-  printable (`printable_path`); split is "" when decided by hash (folder mode)."""
-  domain: str
-  split: str
-  root: bytes
-  relpath: bytes
-  source_id: str
-
-  @property
-  def path(self) -> bytes:
-    return os.path.join(self.root, self.relpath)
-
-  @property
-  def filename(self) -> str:
-    """The path relative to the domain root, printable (`image/filename`)."""
-    return printable_path(self.relpath)
-
-
-def _is_junk(name: str | bytes) -> bool:
-  """Hidden files/folders (".*", incl. AppleDouble "._x") and OS junk (Thumbs.db, desktop.ini, __MACOSX)."""
-  name = os.fsdecode(name)
-  return name.startswith(".") or name.lower() in JUNK_NAMES
-
-
-def list_folder(root: str | bytes, domain: str, split: str,
-                id_prefix: str = "") -> tuple[list[SourceFile], int, list[dict]]:
-  """Lists every non-junk file under `root` (recursive, following directory links once), sorted by raw name.
-
-  Names are handled as bytes, so no file name can make listing (or a Beam coder) fail. A folder that cannot
-  be listed is reported, not fatal.
-
-  Returns:
-    (files, number of ignored hidden/junk entries, rejected.jsonl rows of the folders that could not be listed:
-    reason "unlistable_folder", the OS error in "detail").
-  """
-  root = os.fsencode(root)
-  files, ignored, seen, unlistable = [], 0, set(), []
-
-  def report(error: OSError) -> None:
-    folder = os.fsencode(error.filename) if error.filename is not None else root
-    relpath = os.path.relpath(folder, root)
-    unlistable.append({
-        "path": printable_path(folder), "domain": domain, "reason": "unlistable_folder",
-        "message": image_io.REASONS["unlistable_folder"], "detail": _os_error(error),
-        "source_id": id_prefix + ("" if relpath == b"." else printable_path(relpath) + "/")})
-
-  for dirpath, dirnames, filenames in os.walk(root, onerror=report, followlinks=True):
-    real = os.path.realpath(dirpath)
-    if real in seen:  # a directory link cycle
-      dirnames[:] = []
-      continue
-    seen.add(real)
-    kept = sorted(d for d in dirnames if not _is_junk(d))
-    ignored += len(dirnames) - len(kept)
-    dirnames[:] = kept
-    for name in sorted(filenames):
-      if _is_junk(name):
-        ignored += 1
-        continue
-      relpath = os.path.relpath(os.path.join(dirpath, name), root)
-      files.append(SourceFile(domain, split, root, relpath, id_prefix + printable_path(relpath)))
-  return files, ignored, unlistable
-
-
-def list_inputs(config: IngestConfig) -> tuple[list[SourceFile], dict[str, int], dict[str, list[str]], list[dict]]:
-  """Lists the input files of both domains.
-
-  Returns:
-    (files, ignored junk count per domain, input roots per domain (printable), rejected.jsonl rows of the
-    folders that could not be listed).
-  Raises:
-    StageError: a given folder does not exist.
-  """
-  if config.dataset_dir is not None:
-    if not os.path.isdir(config.dataset_dir):
-      raise StageError(f"--dataset_dir={config.dataset_dir} is not a directory")
-    layout = {(d, s): os.path.join(config.dataset_dir, f"{s}{d.upper()}") for d in DOMAINS for s in SPLITS}
-    for d in DOMAINS:
-      if not os.path.isdir(layout[(d, "train")]):
-        raise StageError(f"--dataset_dir={config.dataset_dir} has no train{d.upper()}/ folder: the CycleGAN "
-                         f"layout is trainA/ trainB/ (and optionally testA/ testB/); or use --domain_a/--domain_b")
-    roots = {(d, s): p for (d, s), p in layout.items() if os.path.isdir(p)}
-  else:
-    roots = {}
-    for d, folder in zip(DOMAINS, (config.domain_a, config.domain_b)):
-      if not os.path.isdir(folder):
-        raise StageError(f"--domain_{d}={folder} is not a directory: give the folder holding domain {d}'s images")
-      roots[(d, "")] = folder
-  files, ignored, root_names, unlistable = [], {d: 0 for d in DOMAINS}, {d: [] for d in DOMAINS}, []
-  for (d, s), root in sorted(roots.items()):
-    prefix = printable_path(os.path.basename(os.path.normpath(root))) + "/" if s else ""
-    listed, n_ignored, n_unlistable = list_folder(root, d, s, prefix)
-    files.extend(listed)
-    ignored[d] += n_ignored
-    unlistable.extend(n_unlistable)
-    root_names[d].append(printable_path(root))
-  return files, ignored, root_names, unlistable
-
-
 def hash_fraction(sha256_hex: str) -> float:
   """Maps a sha256 hex digest to [0, 1) (its first 64 bits), the split decision in folder mode."""
   return int(sha256_hex[:16], 16) / 2.0**64
@@ -300,7 +156,7 @@ def _dangling_link_detail(path: bytes) -> str:
     os.stat(path)
   except OSError as e:
     if e.errno == errno.ELOOP:
-      return f"{target}: a loop of links ({_os_error(e)})"
+      return f"{target}: a loop of links ({os_error(e)})"
   return target
 
 
@@ -330,7 +186,7 @@ class HashFileFn(beam.DoFn):
         sha = hashlib.file_digest(f, "sha256").hexdigest()
         copy["source_bytes"] = f.tell()
     except OSError as e:
-      yield _rejection(copy, "unreadable", _os_error(e))
+      yield _rejection(copy, "unreadable", os_error(e))
       return
     copy["split"] = source.split or ("test" if hash_fraction(sha) < self._test_fraction else "train")
     yield (source.domain, sha), copy
@@ -358,11 +214,6 @@ class CollectCopiesFn(beam.CombineFn):
     return sorted(accumulator, key=_keep_preference)
 
 
-def num_shards(count: int, records_per_shard: int) -> int:
-  """Shards of one domain/split: ceil(count / records_per_shard), at least 1."""
-  return max(1, math.ceil(count / records_per_shard))
-
-
 class DecodeFn(beam.DoFn):
   """((domain, sha), copies) -> the kept copy decoded, resized, PNG-encoded and serialized as a tf.train.Example.
 
@@ -383,7 +234,7 @@ class DecodeFn(beam.DoFn):
                                        background=self._config.background)
     except (image_io.ImageRejected, OSError) as e:
       reason, detail = ((e.reason, e.detail) if isinstance(e, image_io.ImageRejected)
-                        else ("unreadable", _os_error(e)))
+                        else ("unreadable", os_error(e)))
       for copy in copies:
         yield _rejection(copy, reason, detail if copy is kept else
                          f"{detail}; same content as {kept['path']}".lstrip("; "))
@@ -406,33 +257,6 @@ class DecodeFn(beam.DoFn):
         "channel_sumsq": [int(h @ _LEVELS_SQUARED) for h in histogram]}))
 
 
-def _masked_crc32c(data: bytes) -> int:
-  """TFRecord's masked CRC-32C of `data`."""
-  crc = google_crc32c.value(data)
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def write_tfrecord_shard(path: str, records) -> None:
-  """Writes serialized records as a GZIP TFRecord file, atomically (temp file + rename), deterministically
-  (gzip mtime 0, no file name; GZIP_LEVEL)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-  with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL,
-                                             mtime=0) as out:
-    for data in records:
-      header = struct.pack("<Q", len(data))
-      out.write(header)
-      out.write(struct.pack("<I", _masked_crc32c(header)))
-      out.write(data)
-      out.write(struct.pack("<I", _masked_crc32c(data)))
-  os.replace(tmp, path)
-
-
-def shard_path(output_dir: str, domain: str, split: str, index: int, count: int) -> str:
-  """`<output_dir>/domain_<d>/<split>-SSSSS-of-NNNNN.tfrecord.gz`."""
-  return os.path.join(output_dir, f"domain_{domain}", SHARD_NAME.format(split=split, index=index, count=count))
-
-
 class WriteShardFn(beam.DoFn):
   """((domain, split, shard, n), records) -> writes the shard sorted by (filename, sha256); yields its path
   (printable)."""
@@ -446,44 +270,6 @@ class WriteShardFn(beam.DoFn):
     path = shard_path(self._output_dir, domain, split, shard, n)
     write_tfrecord_shard(path, (r[2] for r in ordered))
     yield printable_path(path)  # the output_dir may have any bytes in its name too
-
-
-class SplitStatsFn(beam.CombineFn):
-  """Per (domain, split): counts, stored sizes, exact integer channel sums, source formats/modes/bytes."""
-
-  def create_accumulator(self):
-    return {"count": 0, "duplicates": 0, "min_height": None, "min_width": None, "max_height": 0, "max_width": 0,
-            "pixels": 0, "channel_sum": [0, 0, 0], "channel_sumsq": [0, 0, 0], "source_bytes": 0,
-            "source_formats": {}, "source_modes": {}, "animated": 0, "exif_rotated": 0}
-
-  def add_input(self, acc, stats):
-    return self.merge_accumulators([acc, {
-        "count": 1, "duplicates": stats["duplicates"], "min_height": stats["height"], "min_width": stats["width"],
-        "max_height": stats["height"], "max_width": stats["width"], "pixels": stats["height"] * stats["width"],
-        "channel_sum": stats["channel_sum"], "channel_sumsq": stats["channel_sumsq"],
-        "source_bytes": stats["source_bytes"], "source_formats": {stats["source_format"]: 1},
-        "source_modes": {stats["source_mode"]: 1}, "animated": int(stats["animated"]),
-        "exif_rotated": int(stats["exif_rotated"])}])
-
-  def merge_accumulators(self, accumulators):
-    out = self.create_accumulator()
-    for acc in accumulators:
-      for key in ("count", "duplicates", "pixels", "source_bytes", "animated", "exif_rotated"):
-        out[key] += acc[key]
-      for key in ("min_height", "min_width"):
-        if acc[key] is not None:
-          out[key] = acc[key] if out[key] is None else min(out[key], acc[key])
-      for key in ("max_height", "max_width"):
-        out[key] = max(out[key], acc[key])
-      for key in ("channel_sum", "channel_sumsq"):
-        out[key] = [x + y for x, y in zip(out[key], acc[key])]
-      for key in ("source_formats", "source_modes"):
-        for name, n in acc[key].items():
-          out[key][name] = out[key].get(name, 0) + n
-    return out
-
-  def extract_output(self, acc):
-    return acc
 
 
 def _stats_line(element) -> tuple[str, str]:
@@ -558,63 +344,6 @@ def _read_lines(tmp_dir: str, prefix: str) -> list[str]:
   return lines
 
 
-def _split_summary(acc: dict, n_shards: int) -> dict:
-  """A SplitStatsFn accumulator -> the stats.json entry of one split (mean/std per channel, 0..255)."""
-  pixels = acc["pixels"]
-  mean = [s / pixels for s in acc["channel_sum"]] if pixels else [0.0, 0.0, 0.0]
-  std = ([math.sqrt(max(0.0, sq / pixels - m * m)) for sq, m in zip(acc["channel_sumsq"], mean)]
-         if pixels else [0.0, 0.0, 0.0])
-  return {"count": acc["count"], "num_shards": n_shards, "duplicates": acc["duplicates"],
-          "min_height": acc["min_height"], "min_width": acc["min_width"],
-          "max_height": acc["max_height"], "max_width": acc["max_width"],
-          "mean_rgb": [round(v, 4) for v in mean], "std_rgb": [round(v, 4) for v in std],
-          "source_bytes": acc["source_bytes"], "source_formats": dict(sorted(acc["source_formats"].items())),
-          "source_modes": dict(sorted(acc["source_modes"].items())), "animated": acc["animated"],
-          "exif_rotated": acc["exif_rotated"], "pixels": pixels,
-          "channel_sum": acc["channel_sum"], "channel_sumsq": acc["channel_sumsq"]}
-
-
-def _build_stats(config: IngestConfig, files: list[SourceFile], ignored: dict, roots: dict,
-                 split_accs: dict, candidates: dict, rejected: list[dict]) -> dict:
-  """Assembles stats.json (deterministic: no timings) from the pipeline's small outputs.
-
-  `listed_files` counts the listed files plus the folders that could not be listed (each one entry, also
-  counted in `rejected`), so listed_files = stored + duplicates + rejected."""
-  fold = SplitStatsFn()
-  domains = {}
-  for d in DOMAINS:
-    splits = {}
-    for s in SPLITS:
-      acc = split_accs.get((d, s), fold.create_accumulator())
-      splits[s] = _split_summary(acc, num_shards(candidates.get((d, s), 0), config.records_per_shard))
-    total = _split_summary(fold.merge_accumulators([split_accs.get((d, s), fold.create_accumulator())
-                                                    for s in SPLITS]), 0)
-    del total["num_shards"]
-    by_reason = {}
-    for row in rejected:
-      if row["domain"] == d:
-        by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
-    listed = (sum(1 for f in files if f.domain == d) +
-              sum(1 for r in rejected if r["domain"] == d and r["reason"] == "unlistable_folder"))
-    domains[d] = {"roots": roots[d], "listed_files": listed, "ignored_junk": ignored[d],
-                  "stored": total["count"], "duplicates": total["duplicates"],
-                  "rejected": sum(by_reason.values()), "rejected_by_reason": dict(sorted(by_reason.items())),
-                  "rejected_fraction": round(sum(by_reason.values()) / listed, 6) if listed else 0.0,
-                  "total": total, "splits": splits}
-  all_reasons = {}
-  for row in rejected:
-    all_reasons[row["reason"]] = all_reasons.get(row["reason"], 0) + 1
-  return {"format_version": 1, "pixel_scale": PIXEL_SCALE,
-          "config": {"load_size": config.load_size, "test_fraction": config.test_fraction,
-                     "split_by": "cyclegan_layout" if config.dataset_dir else "sha256_of_source_bytes",
-                     "max_pixels": config.max_pixels, "background": list(config.background),
-                     "records_per_shard": config.records_per_shard,
-                     "png_compress_level": config.png_compress_level, "upscale": False},
-          "reason_messages": {r: image_io.REASONS[r] for r in sorted(all_reasons)},
-          "rejected_by_reason": dict(sorted(all_reasons.items())),
-          "domains": domains}
-
-
 def _clear_previous_outputs(output_dir: str) -> None:
   """Removes an earlier ingest's shards and reports from output_dir (so stale shards never mix in)."""
   for d in DOMAINS:
@@ -685,7 +414,7 @@ def run(config: IngestConfig) -> IngestResult:
   rejected = sorted([json.loads(line) for line in _read_lines(tmp_dir, "rejected_")] + unlistable,
                     key=lambda r: (r["domain"], r["path"], r["reason"]))
   shutil.rmtree(tmp_dir, ignore_errors=True)
-  stats = _build_stats(config, files, ignored, roots, split_accs, candidates, rejected)
+  stats = build_stats(config, files, ignored, roots, split_accs, candidates, rejected)
   for d in DOMAINS:  # shards that received no record (empty splits, hash gaps, rejects) are written empty
     for s in SPLITS:
       n = stats["domains"][d]["splits"][s]["num_shards"]
@@ -704,28 +433,3 @@ def run(config: IngestConfig) -> IngestResult:
   seconds = time.monotonic() - start
   return IngestResult(output_dir=config.output_dir, stats_path=stats_path, rejected_path=rejected_path,
                       stats=stats, seconds=seconds, images_per_second=len(files) / seconds if seconds else 0.0)
-
-
-def format_summary(result: IngestResult) -> str:
-  """A human-readable table: counts per domain and split, rejections by reason, time and throughput."""
-  stats = result.stats
-  lines = [f"{'domain':<8}{'split':<7}{'stored':>8}{'shards':>8}{'dups':>6}{'min HxW':>12}  mean RGB (0..255)"]
-  for d in DOMAINS:
-    for s in SPLITS:
-      e = stats["domains"][d]["splits"][s]
-      size = f"{e['min_height']}x{e['min_width']}" if e["count"] else "-"
-      mean = " ".join(f"{v:6.1f}" for v in e["mean_rgb"])
-      lines.append(f"{d:<8}{s:<7}{e['count']:>8}{e['num_shards']:>8}{e['duplicates']:>6}{size:>12}  {mean}")
-  for d in DOMAINS:
-    e = stats["domains"][d]
-    lines.append(f"domain {d}: {e['listed_files']} files listed, {e['stored']} stored, {e['duplicates']} "
-                 f"duplicates, {e['rejected']} rejected, {e['ignored_junk']} hidden/junk ignored")
-  if stats["rejected_by_reason"]:
-    lines.append("rejected by reason:")
-    for reason, n in stats["rejected_by_reason"].items():
-      lines.append(f"  {reason:<16}{n:>6}  {image_io.REASONS[reason]}")
-  else:
-    lines.append("rejected: none")
-  lines.append(f"time {result.seconds:.1f} s, {result.images_per_second:.1f} images/s; details in "
-               f"{printable_path(result.stats_path)} and {printable_path(result.rejected_path)}")
-  return "\n".join(lines)

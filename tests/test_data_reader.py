@@ -1,6 +1,6 @@
 """components.data: crops, flips, scaling, order, repeat and errors, on records whose pixels encode their position.
 
-Records are written with ingest's own writers (image_io.encode_example, ingest_lib.write_tfrecord_shard), and
+Records are written with ingest's own writers (image_io.encode_example, ingest_shards.write_tfrecord_shard), and
 their TensorFlow compatibility is checked against tf.train.Example itself.
 """
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import data, image_io, ingest_lib
+from components import data, image_io, ingest_shards
 
 
 def _positional(height: int, width: int, tag: int = 0) -> np.ndarray:
@@ -25,7 +25,7 @@ def _write(data_dir, domain: str, split: str, images: list[np.ndarray], shards: 
         "image/width": img.shape[1], "image/channels": 3, "image/filename": f"{index}_{k}.png".encode(),
         "image/source_id": b"id", "image/key/sha256": b"00", "image/domain": domain.encode()})
         for k, img in enumerate(chunk)]
-    ingest_lib.write_tfrecord_shard(ingest_lib.shard_path(str(data_dir), domain, split, index, shards), records)
+    ingest_shards.write_tfrecord_shard(ingest_shards.shard_path(str(data_dir), domain, split, index, shards), records)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import image_io, ingest_lib
+from components import image_io, ingest_sources
 from tests import ingest_corpora as corpora
 
 LOAD = 16
@@ -91,7 +91,7 @@ def test_hostile_folder_ingests_with_exit_0_everything_accounted_and_reruns_byte
   roots = {"a": a, "b": b}
   for d in ("a", "b"):
     records = corpora.read_records(first, d)
-    names = [ingest_lib.path_bytes(r["image/filename"].decode("utf-8")) for r in records]
+    names = [ingest_sources.path_bytes(r["image/filename"].decode("utf-8")) for r in records]
     assert sorted(names) == sorted(expected["stored"][d]), d  # each valid image exactly once
     for name, record in zip(names, records):
       with open(os.path.join(roots[d], name), "rb") as f:
@@ -101,14 +101,14 @@ def test_hostile_folder_ingests_with_exit_0_everything_accounted_and_reruns_byte
       pixels = np.asarray(Image.open(io.BytesIO(record["image/encoded"])))
       assert pixels.dtype == np.uint8 and pixels.shape == (record["image/height"], record["image/width"], 3)
       assert min(pixels.shape[:2]) == LOAD
-    got = {os.path.relpath(ingest_lib.path_bytes(r["path"]), roots[d]): r["reason"] for r in rows
+    got = {os.path.relpath(ingest_sources.path_bytes(r["path"]), roots[d]): r["reason"] for r in rows
            if r["domain"] == d}
     assert got == expected["rejected"][d], d
     entry = stats["domains"][d]
     assert entry["stored"] == len(expected["stored"][d]) and entry["duplicates"] == expected["duplicates"][d]
     assert entry["rejected"] == len(expected["rejected"][d])
     assert entry["listed_files"] == entry["stored"] + entry["duplicates"] + entry["rejected"]
-    assert entry["roots"] == [ingest_lib.printable_path(roots[d])]
+    assert entry["roots"] == [ingest_sources.printable_path(roots[d])]
   assert stats["domains"]["b"]["roots"][0].endswith("/b %FF%FE domain")
   for row in rows:
     assert row["message"] == image_io.REASONS[row["reason"]] and row["path"].isprintable()

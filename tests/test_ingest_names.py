@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from components import image_io, ingest_lib
+from components import image_io, ingest_lib, ingest_sources
 from tests import ingest_corpora as corpora
 
 LOAD = 16
@@ -28,9 +28,9 @@ LOAD = 16
     (b"%41", "%2541"),  # an escape-looking name stays itself
 ])
 def test_printable_path_is_lossless_printable_and_keeps_ordinary_names(raw, text):
-  assert ingest_lib.printable_path(raw) == text
-  assert ingest_lib.printable_path(os.fsdecode(raw)) == text  # Python's surrogate-escaped str: same form
-  assert ingest_lib.path_bytes(text) == raw
+  assert ingest_sources.printable_path(raw) == text
+  assert ingest_sources.printable_path(os.fsdecode(raw)) == text  # Python's surrogate-escaped str: same form
+  assert ingest_sources.path_bytes(text) == raw
   assert text.isprintable() and text.encode("utf-8")
 
 
@@ -46,10 +46,10 @@ def test_listing_reports_a_folder_it_cannot_list_and_lists_the_rest(tmp_path, mo
     return real_scandir(path)
 
   monkeypatch.setattr(os, "scandir", scandir)
-  files, ignored, unlistable = ingest_lib.list_folder(root, "a", "", "")
+  files, ignored, unlistable = ingest_sources.list_folder(root, "a", "", "")
   assert [f.relpath for f in files] == [b"a.png", b"open/c.png"] and ignored == 0
   assert unlistable == [
-      {"path": ingest_lib.printable_path(os.path.join(root, folder)), "domain": "a", "reason": "unlistable_folder",
+      {"path": ingest_sources.printable_path(os.path.join(root, folder)), "domain": "a", "reason": "unlistable_folder",
        "message": image_io.REASONS["unlistable_folder"], "detail": "PermissionError: Permission denied",
        "source_id": source_id}
       for folder, source_id in ((b"locked\xff", "locked%FF/"), (b"open/locked\xff", "open/locked%FF/"))]
@@ -59,7 +59,7 @@ def test_listing_an_unlistable_root_reports_it(tmp_path, monkeypatch):
   root = str(tmp_path / "photos")
   os.mkdir(root)
   monkeypatch.setattr(os, "scandir", lambda path=".": (_ for _ in ()).throw(OSError(errno.EIO, "I/O error", path)))
-  files, _, unlistable = ingest_lib.list_folder(root, "b", "train", "trainB/")
+  files, _, unlistable = ingest_sources.list_folder(root, "b", "train", "trainB/")
   assert files == []
   assert [(r["path"], r["source_id"], r["detail"]) for r in unlistable] == [(root, "trainB/", "OSError: I/O error")]
 
@@ -94,7 +94,7 @@ def test_unreadable_files_and_folders_are_rejected_with_their_reason_and_the_res
   result = ingest_lib.run(ingest_lib.IngestConfig(output_dir=out, domain_a=os.fsdecode(a), domain_b=os.fsdecode(b),
                                                   load_size=LOAD, test_fraction=0.0))
   stats, rows = corpora.read_reports(out)
-  printable = ingest_lib.printable_path
+  printable = ingest_sources.printable_path
   expected = {
       b"locked.jpg": ("unreadable", "PermissionError: Permission denied"),
       b"pipe.png": ("unreadable", "not a regular file (FIFO, socket or device)"),
@@ -116,14 +116,14 @@ def test_unreadable_files_and_folders_are_rejected_with_their_reason_and_the_res
     else:
       stored.add(os.path.relpath(file, a))
   assert {"unreadable", "unlistable_folder"} <= {reason for reason, _ in expected.values()}
-  assert {ingest_lib.path_bytes(r["path"]): (r["reason"], r["detail"]) for r in rows} == {
+  assert {ingest_sources.path_bytes(r["path"]): (r["reason"], r["detail"]) for r in rows} == {
       os.path.join(a, rel): value for rel, value in expected.items()}
   for row in rows:
-    rel = os.path.relpath(ingest_lib.path_bytes(row["path"]), a)
+    rel = os.path.relpath(ingest_sources.path_bytes(row["path"]), a)
     assert row["domain"] == "a" and row["message"] == image_io.REASONS[row["reason"]]
     assert row["source_id"] == printable(rel) + ("/" if row["reason"] == "unlistable_folder" else "")
   records = corpora.read_records(out, "a")
-  assert sorted(ingest_lib.path_bytes(r["image/filename"].decode()) for r in records) == sorted(stored)
+  assert sorted(ingest_sources.path_bytes(r["image/filename"].decode()) for r in records) == sorted(stored)
   assert all(r["image/source_id"] == r["image/filename"] for r in records)
   entry = stats["domains"]["a"]
   assert entry["stored"] == len(stored) and entry["rejected"] == len(expected) and entry["duplicates"] == 0

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from components import image_io, ingest_lib
+from components import image_io, ingest_lib, ingest_sources
 from tests import ingest_corpora as corpora
 
 # numpy's "invalid value encountered in cast" (NaN -> uint8 is undefined) must fail the properties, not pass by.
@@ -240,8 +240,8 @@ def test_arbitrary_bytes_behind_real_magic_numbers_never_crash(head, body, load_
 @example(raw=b"%").via("a lone escape character")
 @example(raw=b"\xed\xa0\x80").via("UTF-8 of a surrogate")
 def test_printable_path_round_trips_any_bytes(raw):
-  text = ingest_lib.printable_path(raw)
-  assert ingest_lib.path_bytes(text) == raw
+  text = ingest_sources.printable_path(raw)
+  assert ingest_sources.path_bytes(text) == raw
   assert text.isprintable() and text.encode("utf-8").decode("utf-8") == text
   if not raw.count(b"%"):
     try:
@@ -286,7 +286,7 @@ ENTRIES = st.builds(Entry, domain=st.sampled_from("ab"), folder=st.none() | NAME
 
 def _junk(name: bytes) -> bool:
   text = os.fsdecode(name)
-  return text.startswith(".") or text.lower() in ingest_lib.JUNK_NAMES
+  return text.startswith(".") or text.lower() in ingest_sources.JUNK_NAMES
 
 
 def _build(root: bytes, entries: list[Entry]) -> dict:
@@ -357,8 +357,8 @@ def test_ingest_stores_or_rejects_every_generated_file_once_and_reruns_identical
       base = os.path.join(root, d.encode())
       want = expected[d]
       records = corpora.read_records(config.output_dir, d)
-      stored = [ingest_lib.path_bytes(r["image/filename"].decode("utf-8")) for r in records]
-      rejected = {os.path.relpath(ingest_lib.path_bytes(r["path"]), base): r["reason"] for r in rows
+      stored = [ingest_sources.path_bytes(r["image/filename"].decode("utf-8")) for r in records]
+      rejected = {os.path.relpath(ingest_sources.path_bytes(r["path"]), base): r["reason"] for r in rows
                   if r["domain"] == d}
       assert len(stored) == len(set(stored)) and not set(stored) & set(rejected)
       assert set(stored) | set(rejected) <= set(want)
