@@ -51,11 +51,21 @@ class TranslationModel(Protocol):
 
   Attributes:
     config: the family's frozen config dataclass.
+    size_multiple: H and W of `translate`'s images must be multiples of it.
     generator_variables: list of trainable variables updated by the generator optimizer.
     discriminator_variables: list of trainable variables updated by the discriminator optimizer.
   """
 
   config: Any
+  size_multiple: int
+
+  def build_all(self, image_size: int) -> None:
+    """Creates every variable for `[N, image_size, image_size, 3]` inputs (`Family.build_model` calls it)."""
+    ...
+
+  def generator(self, domain: str) -> Any:
+    """The generator network whose outputs are images of `domain` ("a" or "b"; `check_domain`)."""
+    ...
 
   @property
   def generator_variables(self) -> list: ...
@@ -74,6 +84,37 @@ class TranslationModel(Protocol):
     requires H == W == config.image_size.
     """
     ...
+
+
+def check_domain(domain: str) -> str:
+  """`domain` if it is "a" or "b", else ValueError."""
+  if domain not in DOMAINS:
+    raise ValueError(f"Unknown domain {domain!r}; use 'a' or 'b'.")
+  return domain
+
+
+def direction_domains(direction: str) -> tuple[str, str]:
+  """(source, target) domain of "a2b" or "b2a", else ValueError."""
+  if direction not in DIRECTIONS:
+    raise ValueError(f"Unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}.")
+  return direction[0], direction[-1]
+
+
+def check_translate_args(model_name: str, images, direction: str, style, size_multiple: int,
+                         takes_style: bool = False) -> tuple[str, str]:
+  """The argument checks of every family's `translate`; returns `direction_domains(direction)`.
+
+  ValueError for an unknown direction, a static image height or width that is not a multiple of
+  `size_multiple`, or a `style` given to a model that takes none (`takes_style` False: a unimodal family).
+  """
+  domains = direction_domains(direction)
+  for axis, size in (("height", images.shape[1]), ("width", images.shape[2])):
+    if size is not None and size % size_multiple:
+      raise ValueError(f"{model_name} needs image {axis} to be a multiple of {size_multiple}, got {size}; "
+                       f"pad or resize the images.")
+  if style is not None and not takes_style:
+    raise ValueError(f"{model_name} is unimodal: translate() takes no style; pass style=None.")
+  return domains
 
 
 def to_model_images(images: tf.Tensor) -> tf.Tensor:

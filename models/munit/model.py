@@ -11,11 +11,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from models.api import DIRECTIONS
+from models.api import DOMAINS, check_domain, check_translate_args
 from models.munit.config import MUNITConfig
 from models.munit.networks import AdaINGenerator, MultiScaleDiscriminator
-
-DOMAINS = ("a", "b")
 
 
 @keras.saving.register_keras_serializable(package="i2i")
@@ -55,16 +53,12 @@ class MUNITModel(keras.Model):
     return self.dis_a.trainable_variables + self.dis_b.trainable_variables
 
   def generator(self, domain: str) -> AdaINGenerator:
-    """The auto-encoder of domain "a" or "b"."""
-    if domain not in DOMAINS:
-      raise ValueError(f"Unknown domain {domain!r}; use 'a' or 'b'.")
-    return self.gen_a if domain == "a" else self.gen_b
+    """The auto-encoder of domain "a" or "b" (its decoder outputs images of `domain`)."""
+    return self.gen_a if check_domain(domain) == "a" else self.gen_b
 
   def discriminator(self, domain: str) -> MultiScaleDiscriminator:
     """The discriminator of domain "a" or "b"."""
-    if domain not in DOMAINS:
-      raise ValueError(f"Unknown domain {domain!r}; use 'a' or 'b'.")
-    return self.dis_a if domain == "a" else self.dis_b
+    return self.dis_a if check_domain(domain) == "a" else self.dis_b
 
   def sample_style(self, seeds) -> tf.Tensor:
     """Prior styles N(0, I), one per int64 seed: `[N]` -> `[N, style_dim]` float32; same seed, same style."""
@@ -82,18 +76,12 @@ class MUNITModel(keras.Model):
 
     The content of `images` is decoded by the target domain's decoder with `style` (or a prior sample).
     """
-    if direction not in DIRECTIONS:
-      raise ValueError(f"Unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}.")
-    for axis, size in (("height", images.shape[1]), ("width", images.shape[2])):
-      if size is not None and size % self.size_multiple:
-        raise ValueError(f"MUNIT needs image {axis} to be a multiple of {self.size_multiple}, got {size}; "
-                         f"pad or resize the images.")
-    source, target = (self.gen_a, self.gen_b) if direction == "a2b" else (self.gen_b, self.gen_a)
-    content = source.content_encoder(images, training=training)
+    source, target = check_translate_args("MUNIT", images, direction, style, self.size_multiple, takes_style=True)
+    content = self.generator(source).content_encoder(images, training=training)
     if style is None:
       style = tf.random.normal([tf.shape(images)[0], self.config.style_dim])
     style = tf.cast(style, tf.float32)
-    return {"images": target.decode(content, style, training=training), "style": style}
+    return {"images": self.generator(target).decode(content, style, training=training), "style": style}
 
   def call(self, images, training=False):
     """a2b translation with a prior style (so that Keras can build the model by running it)."""

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from models.api import DIRECTIONS
+from models.api import check_domain, check_translate_args
 from models.ugatit.config import UGATITConfig
 from models.ugatit.networks import Discriminator, Generator
 
@@ -77,8 +77,19 @@ class UGATIT(keras.Model):
     """Trainable variables of the four discriminators (spectral-norm u, v are not trainable)."""
     return [v for net in self.discriminators for v in net.trainable_variables]
 
+  def build_all(self, image_size: int) -> None:
+    """Creates every variable (the family API's build, as MUNIT's and UNIT's; Keras' `build` does it).
+
+    The full model's MLP flattens the feature map: it only takes `image_size == config.image_size`.
+    """
+    if not self.config.light and int(image_size) != self.config.image_size:
+      raise ValueError(f"U-GAT-IT full takes only {self.config.image_size} px images (config.image_size), got "
+                       f"{image_size}; build it with that size or use the light model (light=True).")
+    self.build()
+
   def build(self, input_shape=None):
-    """Creates all variables; generators for [None, S, S, 3] (full) or [None, None, None, 3] (light)."""
+    """Keras' build (Keras calls it before the first call): all variables, under this model's name scope;
+    generators for [None, S, S, 3] (full) or [None, None, None, 3] (light). `input_shape` is not needed."""
     size = self.config.image_size
     gen_shape = (None, None, None, 3) if self.config.light else (None, size, size, 3)
     for net in self.generators:
@@ -86,11 +97,9 @@ class UGATIT(keras.Model):
     for net in self.discriminators:
       net.build((None, None, None, 3))
 
-  def generator(self, direction: str) -> Generator:
-    """The generator of "a2b" or "b2a"."""
-    if direction not in DIRECTIONS:
-      raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}.")
-    return self.gen_a2b if direction == "a2b" else self.gen_b2a
+  def generator(self, domain: str) -> Generator:
+    """The generator whose outputs are images of `domain`: "a" -> gen_b2a, "b" -> gen_a2b."""
+    return self.gen_b2a if check_domain(domain) == "a" else self.gen_a2b
 
   def translate(self, images: tf.Tensor, direction: str, style=None, training: bool = False) -> dict:
     """Translates `images` [B, H, W, 3] in [-1, 1] (H, W multiples of 4; full: H == W == image_size).
@@ -98,10 +107,9 @@ class UGATIT(keras.Model):
     Returns {"images": [B, H, W, 3] float32 in [-1, 1], "attention": [B, H, W] float32 in [0, 1]}.
     `style` must be None (U-GAT-IT is unimodal).
     """
-    if style is not None:
-      raise ValueError("U-GAT-IT is unimodal: translate() takes no style; pass style=None.")
     images = tf.convert_to_tensor(images)
-    translated, _, heatmap = self.generator(direction)(images, training=training)
+    _, target = check_translate_args("U-GAT-IT", images, direction, style, self.size_multiple)
+    translated, _, heatmap = self.generator(target)(images, training=training)
     return {"images": translated, "attention": normalize_heatmap(heatmap, tf.shape(images)[1:3])}
 
   def call(self, images, training=None):
@@ -115,5 +123,5 @@ class UGATIT(keras.Model):
 def build_model(config: UGATITConfig) -> UGATIT:
   """Returns a built UGATIT for `config` (all variables created)."""
   model = UGATIT(config)
-  model.build()
+  model.build_all(config.image_size)
   return model

@@ -7,11 +7,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from models.api import DIRECTIONS
+from models.api import DOMAINS, check_domain, check_translate_args
 from models.unit.config import UNITConfig
 from models.unit.networks import Discriminator, Encoder, Generator, SharedResBlocks
-
-DOMAINS = ("a", "b")
 
 
 @keras.saving.register_keras_serializable(package="i2i")
@@ -57,9 +55,11 @@ class UNITModel(keras.Model):
 
   def _pick(self, domain: str, a, b):
     """Returns a for domain "a", b for "b"."""
-    if domain not in DOMAINS:
-      raise ValueError(f"Unknown domain {domain!r}; use 'a' or 'b'.")
-    return a if domain == "a" else b
+    return a if check_domain(domain) == "a" else b
+
+  def generator(self, domain: str) -> Generator:
+    """The domain-specific image decoder of "a" or "b" (after the shared decoder; it outputs images of `domain`)."""
+    return self._pick(domain, self.generator_a, self.generator_b)
 
   def discriminator(self, domain: str) -> Discriminator:
     """The discriminator of domain "a" or "b"."""
@@ -84,20 +84,11 @@ class UNITModel(keras.Model):
 
   def decode(self, z, domain: str, training: bool = False):
     """Image of `domain` from a shared code: `[B, h, w, C]` -> `[B, 4h, 4w, 3]` float32 in [-1, 1]."""
-    generator = self._pick(domain, self.generator_a, self.generator_b)
-    return generator(self.shared_decoder(z, training=training), training=training)
+    return self.generator(domain)(self.shared_decoder(z, training=training), training=training)
 
   def translate(self, images, direction: str, style=None, training: bool = False) -> dict:
     """`[B, H, W, 3]` -> {"images": `[B, H, W, 3]` float32 in [-1, 1]}; UNIT has no style input."""
-    if direction not in DIRECTIONS:
-      raise ValueError(f"Unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}.")
-    for axis, size in (("height", images.shape[1]), ("width", images.shape[2])):
-      if size is not None and size % self.size_multiple:
-        raise ValueError(f"UNIT needs image {axis} to be a multiple of {self.size_multiple}, got {size}; "
-                         f"pad or resize the images.")
-    if style is not None:
-      raise ValueError("UNIT translates deterministically and takes no style; pass style=None.")
-    source, target = ("a", "b") if direction == "a2b" else ("b", "a")
+    source, target = check_translate_args("UNIT", images, direction, style, self.size_multiple)
     return {"images": self.decode(self.encode(images, source, training), target, training)}
 
   def call(self, images, training=False):
