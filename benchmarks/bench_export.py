@@ -4,7 +4,7 @@
       [--repeats=5] [--output=bench_export.md]
 
 For each family the preset's model (random weights: speed does not depend on them) is wrapped exactly as
-components.export saves it (`export_lib.TranslatorModule`, signatures only), saved, and reloaded with
+components.export saves it (`components.translator.TranslatorModule`, signatures only), saved, and reloaded with
 `tf.saved_model.load`; then every a2b-side signature (a2b, a2b_encoded, MUNIT's a2b_style and a2b_reference;
 b2a is symmetric) is called in-process on one image per size: median wall time of `--repeats` calls after one
 warm-up call. FLOPs per image are counted exactly from the traced graph of the a2b translation at that size
@@ -28,7 +28,7 @@ from PIL import Image
 
 import models
 from benchmarks.ceiling import graph_flops, matmul_ceiling
-from components.export_lib import TranslatorModule
+from components.translator import TranslatorModule
 
 flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Model families to measure (--families and --runs "
                   "belong to benchmarks.bench_generators, whose FLOP counter and ceiling are reused).")

@@ -17,7 +17,7 @@ After one warm-up call each, --runs rounds alternate: one matmul, one SavedModel
 is the median of its rounds. FLOPs are those of the official architecture, counted by torch's FlopCounterMode on
 the official generator (so a cheaper algorithm of ours shows as more than 100% of the ceiling); without torch, the
 FLOPs of our traced graph (benchmarks.bench_generators.graph_flops) are used and the table says so.
-Peak resident memory (ru_maxrss) of each measuring process is reported: ours loads only the SavedModel; torch only
+Peak resident memory (VmHWM) of each measuring process is reported: ours loads only the SavedModel; torch only
 builds the generator. With --dtypes containing bfloat16 the output difference to float32 (same weights, uint8
 outputs, the same input batch) is measured too.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,7 @@ flags.DEFINE_string("row", "", "Internal: 'family,preset,dtype,size,batch,dir' -
 FLAGS = flags.FLAGS
 
 TORCH_PRELUDE = r'''
-import json, resource, sys, time, types
+import json, sys, time, types
 src, cfg = sys.argv[1], json.loads(sys.argv[2])
 sys.path.insert(0, src)
 try:
@@ -102,9 +101,18 @@ with torch.no_grad():
   for line in sys.stdin:  # one timed call per line
     start = time.perf_counter()
     fn()
-    print(json.dumps({"seconds": time.perf_counter() - start,
-                      "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+    seconds = time.perf_counter() - start
+    with open("/proc/self/status") as status:  # VmHWM: this process's peak resident set (ru_maxrss would include
+      hwm = [int(l.split()[1]) for l in status if l.startswith("VmHWM:")]  # the parent's, inherited at fork)
+    print(json.dumps({"seconds": seconds, "maxrss_mib": hwm[0] / 1024 if hwm else None}), flush=True)
 '''
+
+
+def peak_rss_mib() -> float:
+  """This process's peak resident set (VmHWM, Linux). Not ru_maxrss: a child started by fork + exec keeps its
+  parent's maxrss there, VmHWM belongs to its own address space."""
+  with open("/proc/self/status", encoding="ascii") as f:
+    return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
 
 
 def saved_model_dir(root: str, family: str, preset: str, dtype: str, size: int) -> str:
@@ -117,17 +125,14 @@ def build_module(family_name: str, preset: str, dtype: str, size: int):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from components.translator import TranslatorModule  # pylint: disable=import-outside-toplevel
+  from models.precision import compute_policy  # pylint: disable=import-outside-toplevel
   family = models.get_family(family_name)
   config = models.get_config(family_name, preset, image_size=size)
-  previous = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy("mixed_bfloat16" if dtype == "bfloat16" else "float32")
-  try:
+  with compute_policy(dtype):
     keras.utils.set_random_seed(0)
     model = family.build_model(config)
-    module = TranslatorModule(model, family)
-    module.translate(tf.zeros([1, size, size, 3], tf.uint8), "a2b")  # builds every variable
-  finally:
-    keras.mixed_precision.set_global_policy(previous)
+  module = TranslatorModule(model, family)
+  module.translate(tf.zeros([1, size, size, 3], tf.uint8), "a2b")  # builds every variable
   return module, config
 
 
@@ -206,7 +211,6 @@ def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, pat
   fn = loaded.signatures["a2b"]
   inputs = request(loaded, batch, size)
   fn(**inputs)  # warm-up
-  rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   config = models.get_config(family, preset, image_size=size)
   torch = TorchGenerator(family, size, batch, config.to_dict(), tempfile.mkdtemp(prefix="bench_inference_"))
   matmul = matmul_fn()
@@ -224,6 +228,7 @@ def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, pat
       theirs.append(answer["seconds"])
       torch_rss = answer["maxrss_mib"]
   torch.close()
+  rss_ours = peak_rss_mib()
   flops = torch.info.get("flops")
   flops_source = "official (torch FlopCounterMode)"
   if not flops:

@@ -445,6 +445,7 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   import keras  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from components import image_grid, train_lib, trainer  # pylint: disable=import-outside-toplevel
+  from components import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
   name = f"{family}_{preset}_s{seed}" + (f"_{tag}" if tag else "")
   run_dir = os.path.join(work_dir, "runs", name)
   model_dir = os.path.join(run_dir, "model")
@@ -467,19 +468,19 @@ def run_one(*, family: str, preset: str, seed: int, work_dir: str, data_dir: str
   start = time.time()
   result = train_lib.run(config)
   seconds = time.time() - start
-  loaded = train_lib.load_model_dir(model_dir)  # "auto": the best checkpoint when the run kept one
+  loaded = model_dir_lib.load_model_dir(model_dir)  # "auto": the best checkpoint when the run kept one
   trained_config, model, step = loaded.config, loaded.model, loaded.step
   after, pictures = measure(model, family, arrays, classifiers)
   raw = None
   if ema_decay:  # the same checkpoint's trained (not averaged) generators: what the EMA changes
     raw_model = fam.build_model(trained_config)
-    train_lib.restore_model(raw_model, loaded.path)
+    model_dir_lib.restore_model(raw_model, loaded.path)
     raw, _ = measure(raw_model, family, arrays, classifiers)
     del raw_model
   in_training = None
   if eval_every_steps:
-    latest = train_lib.load_model_dir(model_dir, "latest")
-    curve = trainer.read_scalars(os.path.join(model_dir, train_lib.LOG_DIR)).get(f"eval/{best_metric}", {})
+    latest = model_dir_lib.load_model_dir(model_dir, "latest")
+    curve = trainer.read_scalars(os.path.join(model_dir, model_dir_lib.LOG_DIR)).get(f"eval/{best_metric}", {})
     in_training = {"best": loaded.best, "loaded": loaded.describe(), "latest_step": latest.step,
                    "trained_latest": measure(latest.model, family, arrays, classifiers)[0],
                    "curve": {str(k): v for k, v in sorted(curve.items())}}

@@ -18,6 +18,7 @@ from typing import Any
 import tensorflow as tf
 
 import models
+from models import precision
 from components import trainer
 from components.errors import StageError
 
@@ -105,13 +106,15 @@ def best_checkpoint_dir(model_dir: str) -> str:
   return os.path.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
 
 
-def load_model_dir(model_dir: str, checkpoint: str = "auto") -> TrainedModel:
+def load_model_dir(model_dir: str, checkpoint: str = "auto", compute_dtype: str = "float32") -> TrainedModel:
   """Rebuilds the model of a model_dir from config.json and one of its checkpoints (the one reader of model_dirs).
 
   Args:
     model_dir: components.train's model_dir.
     checkpoint: "best" (checkpoints/best/, kept by in-training evaluation), "latest" (the newest rolling
       checkpoint) or "auto" (best when present, else latest).
+    compute_dtype: "float32", or "bfloat16" to build the networks with bfloat16 compute (models.precision; the
+      variables, and so the restored weights, stay float32).
   Returns:
     TrainedModel. When the run kept a generator EMA (config.json train.ema_decay > 0) the generators hold the
     averages (weights "ema"). StageError when the asked-for checkpoint does not exist.
@@ -134,7 +137,8 @@ def load_model_dir(model_dir: str, checkpoint: str = "auto") -> TrainedModel:
   path = best_path if kind == "best" else tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
   if path is None:
     raise StageError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}: train the model first.")
-  model = family.build_model(model_config)
+  with precision.compute_policy(compute_dtype):
+    model = family.build_model(model_config)
   ema_on = float(saved.get("train", {}).get("ema_decay", 0.0) or 0.0) > 0
   if ema_on:
     averages = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in model.generator_variables]
