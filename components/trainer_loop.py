@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 import models
+from models import precision
 from components import data as data_lib
 from components import measurement
 from components import metrics as metrics_lib
@@ -144,148 +145,149 @@ def fit(config, family: models.Family, model_config, schedule: Mapping, total_st
     TrainResult. Raises StageError on unreadable data, on a non-finite loss (the last good checkpoint is
     kept), and when the checkpoint in model_dir does not fit the model.
   """
+  with precision.compute_policy("bfloat16" if config.mixed_precision else "float32"):
+    return _fit(config, family, model_config, schedule, total_steps, strategy)
+
+
+def _fit(config, family: models.Family, model_config, schedule: Mapping, total_steps: int,
+         strategy: tf.distribute.Strategy) -> TrainResult:
+  """fit's loop, under the run's compute policy."""
   chief = trainer.is_chief(strategy)
-  previous_policy = keras.mixed_precision.global_policy()
-  if config.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    model = family.build_model(model_config)
+    gen_optimizer, dis_optimizer = family.build_optimizers(model_config)
+    gen_optimizer.build(model.generator_variables)
+    dis_optimizer.build(model.discriminator_variables)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    ema = trainer.GeneratorEMA(model.generator_variables, config.ema_decay) if config.ema_decay else None
+  rng = trainer.make_rng(strategy, config.seed)
+  ema_objects = {"generator_ema": ema.averages} if ema else {}
+  checkpoint = model_checkpoint(model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer, step=step_var,
+                                rng=rng, **ema_objects)
+  keeper = trainer.CheckpointKeeper(checkpoint, os.path.join(config.model_dir, CHECKPOINT_DIR),
+                                    max_to_keep=config.keep_checkpoints, chief=chief,
+                                    task_id=_task_id(strategy))
   try:
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-      model = family.build_model(model_config)
-      gen_optimizer, dis_optimizer = family.build_optimizers(model_config)
-      gen_optimizer.build(model.generator_variables)
-      dis_optimizer.build(model.discriminator_variables)
-      step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-      ema = trainer.GeneratorEMA(model.generator_variables, config.ema_decay) if config.ema_decay else None
-    rng = trainer.make_rng(strategy, config.seed)
-    ema_objects = {"generator_ema": ema.averages} if ema else {}
-    checkpoint = model_checkpoint(model, gen_optimizer=gen_optimizer, dis_optimizer=dis_optimizer, step=step_var,
-                                  rng=rng, **ema_objects)
-    keeper = trainer.CheckpointKeeper(checkpoint, os.path.join(config.model_dir, CHECKPOINT_DIR),
-                                      max_to_keep=config.keep_checkpoints, chief=chief,
-                                      task_id=_task_id(strategy))
-    try:
-      last_checkpoint = keeper.restore_latest()
-    except (AssertionError, ValueError) as e:
-      raise StageError(f"The checkpoint in {config.model_dir} does not fit this {family.name} model ({e}); "
-                       f"resume with the original settings or use a new --model_dir.") from e
-    start_step = int(step_var.numpy())
-    best_keeper = None
-    if config.eval_every_steps:
-      best_keeper = trainer.BestCheckpointKeeper(
-          model_checkpoint(model, step=step_var, **ema_objects),
-          os.path.join(config.model_dir, CHECKPOINT_DIR, BEST_DIR), metric=config.best_metric,
-          mode=metrics_lib.METRIC_MODES[config.best_metric], chief=chief, task_id=_task_id(strategy))
+    last_checkpoint = keeper.restore_latest()
+  except (AssertionError, ValueError) as e:
+    raise StageError(f"The checkpoint in {config.model_dir} does not fit this {family.name} model ({e}); "
+                     f"resume with the original settings or use a new --model_dir.") from e
+  start_step = int(step_var.numpy())
+  best_keeper = None
+  if config.eval_every_steps:
+    best_keeper = trainer.BestCheckpointKeeper(
+        model_checkpoint(model, step=step_var, **ema_objects),
+        os.path.join(config.model_dir, CHECKPOINT_DIR, BEST_DIR), metric=config.best_metric,
+        mode=metrics_lib.METRIC_MODES[config.best_metric], chief=chief, task_id=_task_id(strategy))
 
-    if chief:
-      tf.io.gfile.makedirs(os.path.join(config.model_dir, SAMPLE_DIR))
-      trainer.write_json(os.path.join(config.model_dir, CONFIG_FILE),
-                         {"family": family.name, "preset": config.preset, "model": model_config.to_dict(),
-                          "schedule": schedule, "train": config.to_dict()})
-      writer = tf.summary.create_file_writer(os.path.join(config.model_dir, LOG_DIR))
-    else:
-      writer = tf.summary.create_noop_writer()
+  if chief:
+    tf.io.gfile.makedirs(os.path.join(config.model_dir, SAMPLE_DIR))
+    trainer.write_json(os.path.join(config.model_dir, CONFIG_FILE),
+                       {"family": family.name, "preset": config.preset, "model": model_config.to_dict(),
+                        "schedule": schedule, "train": config.to_dict()})
+    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, LOG_DIR))
+  else:
+    writer = tf.summary.create_noop_writer()
 
-    if start_step >= total_steps:
-      return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0,
-                         strategy.num_replicas_in_sync, best_keeper.record if best_keeper else None)
-
-    iterator = _input_iterator(strategy, config, model_config, start_step, family.transform)
-    sample_a, sample_b = (_sample_batch(config, model_config, family.transform) if config.sample_every_steps
-                          else (None, None))
-    global_batch = model_config.batch_size
-    step_fn = trainer.make_distributed_step(
-        strategy, lambda x_a, x_b, seed: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b,
-                                                           global_batch, seed=seed),
-        jit_compile=config.jit_compile, rng=rng, after_step=ema.update if ema else None)
-    evaluator = InTrainingEvaluation(config, family, model_config, model) if config.eval_every_steps else None
-
-    def evaluate(step):
-      """Measures the held-out slice (EMA weights when on), logs eval/<metric>, keeps the best checkpoint."""
-      start = time.perf_counter()
-      with (ema.applied() if ema else contextlib.nullcontext()):
-        values = evaluator.measure()
-      seconds = time.perf_counter() - start
-      with writer.as_default(step=step):
-        for name, value in values.items():
-          tf.summary.scalar(f"eval/{name}", value)
-        tf.summary.scalar("perf/eval_seconds", seconds)
-      value = values.get(config.best_metric)
-      improved = best_keeper.improves(value)
-      if improved:
-        best_keeper.save(step, values)
-      if chief:
-        shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("kid", "fid", "cycle_psnr", "diversity_l1") if k in values)
-        progress.note(f"eval at step {step}: {shown} ({seconds:.1f} s)"
-                      + (f"; new best {config.best_metric} {value:.4g}" if improved else ""))
-
-    def write_samples(step):
-      rows = family.sample_rows(model, sample_a, sample_b)
-      grid = trainer.sample_grid(rows)
-      trainer.write_png(os.path.join(config.model_dir, SAMPLE_DIR, f"step_{step:08d}.png"), grid)
-      with writer.as_default(step=step):
-        tf.summary.image("samples", grid[None])
-
-    progress = trainer.Progress(total_steps)
-    if chief:
-      progress.note(f"train: {family.name} on {strategy.num_replicas_in_sync} replica(s), global batch "
-                    f"{global_batch}, " + (f"resuming from step {start_step} ({last_checkpoint})" if last_checkpoint
-                                           else "starting at step 0") + f", {total_steps} steps in total")
-    step = start_step
-    losses: dict[str, float] = {}
-    sums: dict[str, float] = {}
-    interval_steps, interval_start = 0, time.perf_counter()
-    timed_steps, timed_seconds = 0, 0.0
-    stopped_by = None
-    with trainer.StopRequest() as stop:
-      while step < total_steps:
-        t0 = time.perf_counter()
-        losses = {k: float(v) for k, v in step_fn(iterator).items()}
-        bad = sorted(k for k, v in losses.items() if not np.isfinite(v))
-        if bad:
-          raise StageError(
-              f"Training diverged at step {step + 1}: loss {bad[0]} = {losses[bad[0]]} is not finite "
-              f"(all terms: {', '.join(f'{k}={v:.4g}' for k, v in losses.items())}). That state was not saved; the "
-              f"last good checkpoint is {keeper.latest or 'none'}. Lower --lr or the loss weights, or check the "
-              f"data, then rerun to resume from the last checkpoint.")
-        step += 1
-        step_var.assign(step)
-        if step > start_step + 1:  # the first step includes tracing
-          timed_steps += 1
-          timed_seconds += time.perf_counter() - t0
-        for k, v in losses.items():
-          sums[k] = sums.get(k, 0.0) + v
-        interval_steps += 1
-
-        if step % config.summary_every_steps == 0 or step == total_steps:
-          elapsed = time.perf_counter() - interval_start
-          means = {k: v / interval_steps for k, v in sums.items()}
-          steps_per_sec = interval_steps / elapsed if elapsed > 0 else 0.0
-          if chief:
-            progress.update(step, means, steps_per_sec * global_batch, steps_per_sec)
-          scalars = _scalars(means, model, gen_optimizer, dis_optimizer)
-          scalars["perf/step_time_sec"] = elapsed / interval_steps
-          scalars["perf/images_per_sec"] = steps_per_sec * global_batch
-          with writer.as_default(step=step):
-            for name, value in scalars.items():
-              tf.summary.scalar(name, value)
-          sums, interval_steps, interval_start = {}, 0, time.perf_counter()
-        if config.sample_every_steps and chief and (step % config.sample_every_steps == 0 or step == total_steps):
-          write_samples(step)
-        if evaluator and (step % config.eval_every_steps == 0 or step == total_steps):
-          evaluate(step)
-        if stop.requested or step % config.checkpoint_every_steps == 0 or step == total_steps:
-          last_checkpoint = keeper.save(step)
-        if stop.requested:
-          stopped_by = stop.requested
-          break
-    progress.close()
-    writer.flush()
-    rate = timed_steps * global_batch / timed_seconds if timed_seconds > 0 else 0.0
-    return TrainResult(config.model_dir, family.name, start_step, step, last_checkpoint, losses, stopped_by, rate,
+  if start_step >= total_steps:
+    return TrainResult(config.model_dir, family.name, start_step, start_step, last_checkpoint, {}, None, 0.0,
                        strategy.num_replicas_in_sync, best_keeper.record if best_keeper else None)
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
+
+  iterator = _input_iterator(strategy, config, model_config, start_step, family.transform)
+  sample_a, sample_b = (_sample_batch(config, model_config, family.transform) if config.sample_every_steps
+                        else (None, None))
+  global_batch = model_config.batch_size
+  step_fn = trainer.make_distributed_step(
+      strategy, lambda x_a, x_b, seed: family.train_step(model, gen_optimizer, dis_optimizer, x_a, x_b,
+                                                         global_batch, seed=seed),
+      jit_compile=config.jit_compile, rng=rng, after_step=ema.update if ema else None)
+  evaluator = InTrainingEvaluation(config, family, model_config, model) if config.eval_every_steps else None
+
+  def evaluate(step):
+    """Measures the held-out slice (EMA weights when on), logs eval/<metric>, keeps the best checkpoint."""
+    start = time.perf_counter()
+    with (ema.applied() if ema else contextlib.nullcontext()):
+      values = evaluator.measure()
+    seconds = time.perf_counter() - start
+    with writer.as_default(step=step):
+      for name, value in values.items():
+        tf.summary.scalar(f"eval/{name}", value)
+      tf.summary.scalar("perf/eval_seconds", seconds)
+    value = values.get(config.best_metric)
+    improved = best_keeper.improves(value)
+    if improved:
+      best_keeper.save(step, values)
+    if chief:
+      shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("kid", "fid", "cycle_psnr", "diversity_l1") if k in values)
+      progress.note(f"eval at step {step}: {shown} ({seconds:.1f} s)"
+                    + (f"; new best {config.best_metric} {value:.4g}" if improved else ""))
+
+  def write_samples(step):
+    rows = family.sample_rows(model, sample_a, sample_b)
+    grid = trainer.sample_grid(rows)
+    trainer.write_png(os.path.join(config.model_dir, SAMPLE_DIR, f"step_{step:08d}.png"), grid)
+    with writer.as_default(step=step):
+      tf.summary.image("samples", grid[None])
+
+  progress = trainer.Progress(total_steps)
+  if chief:
+    progress.note(f"train: {family.name} on {strategy.num_replicas_in_sync} replica(s), global batch "
+                  f"{global_batch}, " + (f"resuming from step {start_step} ({last_checkpoint})" if last_checkpoint
+                                         else "starting at step 0") + f", {total_steps} steps in total")
+  step = start_step
+  losses: dict[str, float] = {}
+  sums: dict[str, float] = {}
+  interval_steps, interval_start = 0, time.perf_counter()
+  timed_steps, timed_seconds = 0, 0.0
+  stopped_by = None
+  with trainer.StopRequest() as stop:
+    while step < total_steps:
+      t0 = time.perf_counter()
+      losses = {k: float(v) for k, v in step_fn(iterator).items()}
+      bad = sorted(k for k, v in losses.items() if not np.isfinite(v))
+      if bad:
+        raise StageError(
+            f"Training diverged at step {step + 1}: loss {bad[0]} = {losses[bad[0]]} is not finite "
+            f"(all terms: {', '.join(f'{k}={v:.4g}' for k, v in losses.items())}). That state was not saved; the "
+            f"last good checkpoint is {keeper.latest or 'none'}. Lower --lr or the loss weights, or check the "
+            f"data, then rerun to resume from the last checkpoint.")
+      step += 1
+      step_var.assign(step)
+      if step > start_step + 1:  # the first step includes tracing
+        timed_steps += 1
+        timed_seconds += time.perf_counter() - t0
+      for k, v in losses.items():
+        sums[k] = sums.get(k, 0.0) + v
+      interval_steps += 1
+
+      if step % config.summary_every_steps == 0 or step == total_steps:
+        elapsed = time.perf_counter() - interval_start
+        means = {k: v / interval_steps for k, v in sums.items()}
+        steps_per_sec = interval_steps / elapsed if elapsed > 0 else 0.0
+        if chief:
+          progress.update(step, means, steps_per_sec * global_batch, steps_per_sec)
+        scalars = _scalars(means, model, gen_optimizer, dis_optimizer)
+        scalars["perf/step_time_sec"] = elapsed / interval_steps
+        scalars["perf/images_per_sec"] = steps_per_sec * global_batch
+        with writer.as_default(step=step):
+          for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+        sums, interval_steps, interval_start = {}, 0, time.perf_counter()
+      if config.sample_every_steps and chief and (step % config.sample_every_steps == 0 or step == total_steps):
+        write_samples(step)
+      if evaluator and (step % config.eval_every_steps == 0 or step == total_steps):
+        evaluate(step)
+      if stop.requested or step % config.checkpoint_every_steps == 0 or step == total_steps:
+        last_checkpoint = keeper.save(step)
+      if stop.requested:
+        stopped_by = stop.requested
+        break
+  progress.close()
+  writer.flush()
+  rate = timed_steps * global_batch / timed_seconds if timed_seconds > 0 else 0.0
+  return TrainResult(config.model_dir, family.name, start_step, step, last_checkpoint, losses, stopped_by, rate,
+                     strategy.num_replicas_in_sync, best_keeper.record if best_keeper else None)
 
 
 class InTrainingEvaluation:
