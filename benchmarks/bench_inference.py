@@ -35,6 +35,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from benchmarks.torch_process import TorchProcess, export_official
+
 flags.DEFINE_list("rows", ["unit:paper", "munit:paper", "ugatit:paper_light", "ugatit:paper"],
                   "family:preset pairs to measure.")
 flags.DEFINE_integer("image_size", 256, "Square input size.")
@@ -153,53 +155,14 @@ def request(loaded, batch: int, size: int, seed: int = 0) -> dict:
   return inputs
 
 
-class TorchGenerator:
-  """The official generator in a torch subprocess: built, FLOPs counted, warmed up, one call per request."""
-
-  def __init__(self, family: str, size: int, batch: int, model_config: dict, src: str):
-    self.proc, self.why, self.info = None, "", {}
-    if not FLAGS.torch_python or not os.path.exists(FLAGS.torch_python):
-      self.why = f"no torch interpreter at {FLAGS.torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
-      return
-    from benchmarks.official import source  # pylint: disable=import-outside-toplevel
-    if FLAGS.mirrors:
-      os.environ[source.ENV_REPOS] = FLAGS.mirrors
-    try:
-      sub = source.export_reference(family, src)
-    except FileNotFoundError as e:
-      self.why = str(e)
-      return
-    script = os.path.join(src, "bench_torch_inference.py")
-    with open(script, "w", encoding="utf-8") as f:
-      f.write(TORCH_PRELUDE + TORCH_GENERATORS[family] + TORCH_LOOP)
-    cfg = {"family": family, "size": size, "batch": batch, "model": model_config}
-    self.errors = tempfile.TemporaryFile(mode="w+")
-    self.proc = subprocess.Popen([FLAGS.torch_python, script, sub, json.dumps(cfg)], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=self.errors, text=True)
-    self.info = self._answer()
-
-  def _answer(self) -> dict:
-    line = self.proc.stdout.readline()
-    if not line:
-      self.errors.seek(0)
-      lines = self.errors.read().strip().splitlines() or ["(no output)"]
-      self.why = "torch run failed: " + lines[-1][:200]
-      self.proc.wait()
-      self.proc = None
-      return {}
-    return json.loads(line)
-
-  def call(self) -> dict:
-    if self.proc is None:
-      return {}
-    self.proc.stdin.write("1\n")
-    self.proc.stdin.flush()
-    return self._answer()
-
-  def close(self):
-    if self.proc is not None:
-      self.proc.stdin.close()
-      self.proc.wait()
+def torch_generator(family: str, size: int, batch: int, model_config: dict, workdir: str) -> TorchProcess:
+  """The official generator in a torch subprocess: built, FLOPs counted, warmed up; one timed call per request."""
+  src, why = export_official(family, workdir, FLAGS.mirrors)
+  if src is None:
+    return TorchProcess.unavailable(why)
+  cfg = {"family": family, "size": size, "batch": batch, "model": model_config}
+  return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_GENERATORS[family] + TORCH_LOOP,
+                      [src, json.dumps(cfg)], workdir)
 
 
 def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, path: str) -> dict:
@@ -212,7 +175,7 @@ def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, pat
   inputs = request(loaded, batch, size)
   fn(**inputs)  # warm-up
   config = models.get_config(family, preset, image_size=size)
-  torch = TorchGenerator(family, size, batch, config.to_dict(), tempfile.mkdtemp(prefix="bench_inference_"))
+  torch = torch_generator(family, size, batch, config.to_dict(), tempfile.mkdtemp(prefix="bench_inference_"))
   matmul = matmul_fn()
   matmul()
   ours, theirs, ceiling, torch_rss = [], [], [], None
@@ -223,7 +186,7 @@ def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, pat
     start = time.perf_counter()
     _ = [v.numpy() for v in fn(**inputs).values()]
     ours.append(time.perf_counter() - start)
-    answer = torch.call()
+    answer = torch.request("1")
     if answer:
       theirs.append(answer["seconds"])
       torch_rss = answer["maxrss_mib"]
