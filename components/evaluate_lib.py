@@ -39,12 +39,10 @@ from components import image_grid, metrics, report
 from components import model_dir as model_dir_lib
 from components.blessing import write_blessing
 from components.errors import StageError
-# What is measured and how lives in components.measurement (shared with in-training evaluation); the names stay
-# importable from here.
-from components.measurement import (DIRECTIONS, STYLE_SEED_STRIDE, Signatures, compute_metrics,  # noqa: F401
-                                    load_test_images, translate_both_ways)
+# What is measured and how lives in components.measurement (shared with in-training evaluation).
+from components.measurement import Signatures, compute_metrics, load_test_images, translate_both_ways
 from models import heatmap as cam_colours
-from models.api import to_wire_images
+from models.api import DOMAINS, to_wire_images
 
 LOWER_IS_BETTER = ("kid", "fid", "cycle_l1")
 HIGHER_IS_BETTER = ("cycle_psnr",)
@@ -209,7 +207,7 @@ def run(config: EvaluateConfig) -> EvaluateResult:
   loaded = model_dir_lib.load_model_dir(config.model_dir, config.checkpoint)
   family, model_config, model, step = loaded.family, loaded.config, loaded.model, loaded.step
   size = int(model_config.image_size)
-  images = {d: load_test_images(config.data_dir, d, size, config.num_images, family.transform) for d in ("a", "b")}
+  images = {d: load_test_images(config.data_dir, d, size, config.num_images, family.transform) for d in DOMAINS}
   extractor = metrics.build_feature_extractor(config.feature_extractor, config.inception_weights)
   candidate = Signatures.of_model(model, family)
   lpips_net = None

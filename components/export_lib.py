@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import json
 import os
 import pickle
@@ -35,13 +34,12 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
+from components import image_io
 from components import model_dir as model_dir_lib
 from components.errors import StageError
-# The exported object and the signature table are contracts shared with evaluate (names kept importable here).
-from components.translator import (TranslatorModule, expected_signatures, family_traits,  # noqa: F401
-                                   to_model_images, to_wire_images)
+from components.translator import TranslatorModule, expected_signatures
+from models.api import to_model_images, to_wire_images
 from serving import config as config_lib
 from serving import signatures as contract
 from serving import warmup
@@ -95,13 +93,6 @@ class ExportResult:
   checkpoint: dict | None = None
 
 
-def _png(image: np.ndarray) -> bytes:
-  """uint8 [H, W, 3] -> PNG bytes (Pillow)."""
-  buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
 def fixed_inputs(traits: dict, size: int, batch: int = VERIFY_BATCH) -> dict:
   """Deterministic inputs for every signature of the table: name -> {input alias: np.ndarray} (images `size` x
   `size`; the signatures of one direction share their images)."""
@@ -123,7 +114,7 @@ def fixed_inputs(traits: dict, size: int, batch: int = VERIFY_BATCH) -> dict:
       elif alias == contract.REFERENCE:
         value = rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
       elif alias == contract.IMAGE_BYTES:
-        value = np.array([_png(im) for im in images[direction]], dtype=object)
+        value = np.array([image_io.encode_png(im) for im in images[direction]], dtype=object)
       else:
         raise ValueError(f"signature {name}: no verification input for {alias!r}; extend fixed_inputs")
       inputs[name][alias] = value
@@ -197,8 +188,8 @@ def run_in_fresh_process(saved_model_dir: str, inputs: dict, timeout: float = 60
 
 
 def _decode_pngs(values: np.ndarray) -> np.ndarray:
-  """object/bytes [N] encoded images -> uint8 [N, H, W, 3] RGB (alpha dropped, as the signatures decode)."""
-  return np.stack([np.asarray(Image.open(io.BytesIO(v)).convert("RGB")) for v in values])
+  """object/bytes [N] encoded images -> uint8 [N, H, W, 3] RGB (components.image_io.decode_image)."""
+  return np.stack([image_io.decode_image(v) for v in values])
 
 
 def compare_outputs(name: str, got: dict, want: dict) -> dict:

@@ -260,6 +260,14 @@ def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> 
   return buffer.getvalue()
 
 
+def write_png(path: str, pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> str:
+  """Writes uint8 `[H, W, 3]` pixels to the PNG file `path` (encode_png); returns `path`."""
+  data = encode_png(pixels, compress_level)
+  with open(path, "wb") as f:
+    f.write(data)
+  return path
+
+
 def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
   """Any image file's bytes -> uint8 `[H, W, 3]` RGB at the source size (steps 1-5 of the module doc, no resize,
   alpha on white). Raises ImageRejected when the bytes are not a decodable image."""

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import os
 
 import numpy as np
 from PIL import Image
+
+from components import image_io
+from models.api import DOMAINS
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 _PHOTO_SIDE = 160  # photos are shrunk so that a crop holds recognisable structure at demo sizes
@@ -96,9 +98,8 @@ def textured_digit_image(digit: np.ndarray, photo: np.ndarray, rng: np.random.Ge
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format="PNG")
-  return buffer.getvalue()
+  # Pillow's default zlib level (6), not image_io's faster default: existing demo datasets stay byte-identical.
+  return image_io.encode_png(image, compress_level=6)
 
 
 def _write_if_changed(path: str, data: bytes) -> bool:
@@ -137,17 +138,18 @@ def build_demo_dataset(output_dir: str, *, num_train: int = 200, num_test: int =
   photos = _load_photos()
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(digits))
-  picks = {"A": order[:per_domain], "B": order[per_domain:2 * per_domain]}
+  domain_a, domain_b = (d.upper() for d in DOMAINS)  # the folder letters: trainA, testB, ...
+  picks = {domain_a: order[:per_domain], domain_b: order[per_domain:2 * per_domain]}
   dirs = {f"{split}{domain}": os.path.join(output_dir, f"{split}{domain}")
-          for split in ("train", "test") for domain in ("A", "B")}
+          for split in ("train", "test") for domain in picks}
   for path in dirs.values():
     os.makedirs(path, exist_ok=True)
   written = unchanged = 0
-  for domain in ("A", "B"):
+  for domain in picks:
     for i, index in enumerate(picks[domain]):
       split = "train" if i < num_train else "test"
       number = i if split == "train" else i - num_train
-      if domain == "A":
+      if domain == domain_a:
         image = digit_image(digits[index], image_size)
       else:
         photo = photos[int(rng.integers(0, len(photos)))]

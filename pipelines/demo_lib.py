@@ -24,13 +24,12 @@ import base64
 import dataclasses
 import hashlib
 import html
-import io
 import json
 import os
 
 import numpy as np
-from PIL import Image
 
+from components import image_io
 from pipelines import pipeline_lib
 from pipelines import runner
 
@@ -79,11 +78,6 @@ class DemoResult:
   demo_report_path: str | None = None
 
 
-def _decode(png: bytes) -> np.ndarray:
-  with Image.open(io.BytesIO(png)) as image:
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
   """[H, W, 3] -> [min(H, size), min(W, size), 3], the centre window."""
   top, left = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
@@ -99,7 +93,7 @@ def held_out_images(data_dir: str, domain: str, count: int, size: int) -> np.nda
       records = data_lib.read_examples(data_dir, domain, split)
       images = []
       for record in records:
-        image = center_crop(_decode(record["image/encoded"]), size)
+        image = center_crop(image_io.decode_image(record["image/encoded"]), size)
         if image.shape[:2] == (size, size):
           images.append(image)
         if len(images) == count:
@@ -109,11 +103,6 @@ def held_out_images(data_dir: str, domain: str, count: int, size: int) -> np.nda
     if images:
       return np.stack(images)
   raise ValueError(f"no images of at least {size}x{size} in domain {domain!r} of {data_dir}")
-
-
-def _save(path: str, image: np.ndarray) -> str:
-  Image.fromarray(image).save(path, format="PNG")
-  return path
 
 
 DIRECTION_NAMES = {"a2b": ("domain A input", "A -> B translation"), "b2a": ("domain B input", "B -> A translation")}
@@ -145,9 +134,11 @@ def translate_over_grpc(target: str, model_name: str, version: int, images: dict
       if contract.ATTENTION in outputs:
         rows.append(to_wire_images(heatmap.heatmap_to_rgb(outputs[contract.ATTENTION])).numpy())  # CAM colours
       for i in range(len(inputs)):
-        written.append(_save(os.path.join(output_dir, f"{direction}_{i:02d}_input.png"), inputs[i]))
-        written.append(_save(os.path.join(output_dir, f"{direction}_{i:02d}_output.png"), outputs["images"][i]))
-      written.append(_save(os.path.join(output_dir, f"{direction}.png"), translation_grid(direction, rows, scale)))
+        base = os.path.join(output_dir, f"{direction}_{i:02d}")
+        written.append(image_io.write_png(f"{base}_input.png", inputs[i]))
+        written.append(image_io.write_png(f"{base}_output.png", outputs["images"][i]))
+      grid = translation_grid(direction, rows, scale)
+      written.append(image_io.write_png(os.path.join(output_dir, f"{direction}.png"), grid))
   return written
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import models
-from components import evaluate_lib
+from components import evaluate_lib, measurement
 from components.errors import StageError
 from tests.stage_models import exported
 from tests.test_train_data import write_dataset
@@ -129,4 +129,4 @@ def test_config_rejects_bad_values_with_what_to_do():
 
 def test_missing_test_split_is_a_stage_error(tmp_path):
   with pytest.raises(StageError, match="cannot read the test split of domain a"):
-    evaluate_lib.load_test_images(str(tmp_path), "a", 32, None)
+    measurement.load_test_images(str(tmp_path), "a", 32, None)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import models
-from components import export_lib, trainer
+from components import export_lib, trainer, translator
 from components import model_dir as model_dir_lib
 from components.errors import StageError
 
@@ -56,7 +56,7 @@ def _translations(weights, averages, images, use_ema: bool) -> np.ndarray:
   if use_ema:
     for v, a in zip(model.generator_variables, averages):
       v.assign(a)
-  return export_lib.TranslatorModule(model, FAMILY).functions["a2b"](images=tf.constant(images))["images"].numpy()
+  return translator.TranslatorModule(model, FAMILY).functions["a2b"](images=tf.constant(images))["images"].numpy()
 
 
 @pytest.mark.slow

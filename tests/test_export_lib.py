@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 import models
-from components import export_lib
+from components import export_lib, translator
 from components.errors import StageError
 from serving import warmup
 from tests.stage_models import exported, make_model_dir
@@ -98,7 +98,7 @@ def test_a_savedmodel_that_differs_from_the_keras_model_fails_verification():
   _family_or_skip("ugatit")
   _, result = exported("ugatit")
   other = models.get_family("ugatit").build_model(models.get_config("ugatit", "tiny"))  # other random weights
-  traits = export_lib.family_traits("ugatit", other)
+  traits = translator.family_traits("ugatit", other)
   with pytest.raises(StageError, match="differs from the Keras model by"):
     export_lib.verify(result.path, other, traits, 32)
 

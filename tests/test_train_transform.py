@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import models
-from components import data, evaluate_lib
+from components import data, measurement
 from models.api import ImageTransform
 from tests.test_data_reader import _positional, _to_uint8, _write
 
@@ -58,7 +58,7 @@ def test_ugatit_jitters_a_32px_image_and_tests_on_a_plain_resize(tmp_path):
   plain = [_to_uint8(next(iter(data.make_dataset(str(tmp_path), "a", "train", 32, 1, training=True, seed=s)))[0]
                      .numpy()) for s in range(4)]
   assert all(np.array_equal(p, image) or np.array_equal(p, image[:, ::-1]) for p in plain)  # no transform: none
-  test = evaluate_lib.load_test_images(str(tmp_path), "a", 32, None, transform)
+  test = measurement.load_test_images(str(tmp_path), "a", 32, None, transform)
   np.testing.assert_array_equal(test[0].astype(np.int64), _resize(_positional(40, 48), [32, 32]))  # no crop
 
 
@@ -77,7 +77,7 @@ def test_munit_resizes_the_shorter_side_then_crops_along_the_longer_one(tmp_path
     assert match, seed
     origins.add(match[0])
   assert len(origins) > 1
-  test = evaluate_lib.load_test_images(str(tmp_path), "b", 32, None, transform)
+  test = measurement.load_test_images(str(tmp_path), "b", 32, None, transform)
   np.testing.assert_array_equal(test[0].astype(np.int64), resized[:, 8:40])  # resize, center of the long side
 
 
@@ -91,5 +91,5 @@ def test_unit_scales_to_1_2_times_the_crop(tmp_path):
                                                transform=transform)))[0].numpy())
   windows = [resized[y:y + 32, x:x + 32] for y in range(7) for x in range(7)]
   assert any(np.array_equal(crop, w) or np.array_equal(crop, w[:, ::-1]) for w in windows)
-  test = evaluate_lib.load_test_images(str(tmp_path), "a", 32, None, transform)
+  test = measurement.load_test_images(str(tmp_path), "a", 32, None, transform)
   np.testing.assert_array_equal(test[0].astype(np.int64), resized[3:35, 3:35])  # center crop of the 1.2x resize
