@@ -41,12 +41,6 @@ class TranslationError(RuntimeError):
     self.code = code
 
 
-def _shape_list(shape_proto) -> list | None:
-  if shape_proto.unknown_rank:
-    return None
-  return [int(d.size) for d in shape_proto.dim]
-
-
 class TranslationClient:
   """Client of one served model.
 
@@ -141,12 +135,13 @@ class TranslationClient:
     response = self._call(self._prediction.GetModelMetadata, request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
-    signatures = {}
-    for name, signature in signature_map.signature_def.items():
-      signatures[name] = {
-          kind: {alias: {"dtype": tensors.dtype_name(info.dtype), "shape": _shape_list(info.tensor_shape)}
-                 for alias, info in getattr(signature, kind).items()}
-          for kind in ("inputs", "outputs")}
+    # TF Serving's names: TensorFlow's DataTypeString ("float", not the table's "float32"), -1 for unknown dims.
+    specs = contract.signature_specs(signature_map.signature_def, internal=True, dtype_names=tensors.dtype_name)
+    signatures = {name: {kind: {alias: {"dtype": dtype, "shape": None if shape is None else
+                                        [-1 if d is None else d for d in shape]}
+                                for alias, (dtype, shape) in spec[kind].items()}
+                         for kind in ("inputs", "outputs")}
+                  for name, spec in specs.items()}
     return {"version": int(response.model_spec.version.value), "signatures": signatures}
 
   def wait_until_available(self, timeout: float = 60.0) -> int:

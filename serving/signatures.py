@@ -20,7 +20,7 @@ The table (wire images are uint8 RGB `[N, H, W, 3]`, any H and W; None = any siz
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping
 
 DIRECTIONS = ("a2b", "b2a")
 SERVING_DEFAULT = "serving_default"
@@ -123,18 +123,25 @@ def dtype_name(dtype: int) -> str:
     return tensors.dtype_name(dtype)
 
 
-def tensor_spec(info) -> tuple:
-  """A TensorInfo proto -> (dtype name, shape list with None for unknown dims, or None for unknown rank)."""
+def tensor_spec(info, dtype_names: Callable[[int], str] = dtype_name) -> tuple:
+  """A TensorInfo proto -> (dtype name, shape list with None for unknown dims, or None for unknown rank).
+
+  `dtype_names` names the DataType enum: the table's names by default (`dtype_name`), or e.g.
+  serving.tensors.dtype_name for TensorFlow's own DataTypeString ("float" for DT_FLOAT).
+  """
   shape = info.tensor_shape
   dims = None if shape.unknown_rank else [None if d.size < 0 else int(d.size) for d in shape.dim]
-  return dtype_name(info.dtype), dims
+  return dtype_names(info.dtype), dims
 
 
-def signature_specs(signature_defs: Mapping) -> dict:
-  """name -> SignatureDef protos -> the table's form, name -> {"inputs"|"outputs": {alias: (dtype, shape)}}.
+def signature_specs(signature_defs: Mapping, *, internal: bool = False,
+                    dtype_names: Callable[[int], str] = dtype_name) -> dict:
+  """name -> SignatureDef protos -> the table's form, name -> {"inputs"|"outputs": {alias: (dtype, shape)}}: the
+  one SignatureDef parser (infra_validate, the client's metadata).
 
-  TensorFlow's internal signatures (names starting with "__", e.g. __saved_model_init_op) are left out.
+  TensorFlow's internal signatures (names starting with "__", e.g. __saved_model_init_op) are left out unless
+  `internal`; `dtype_names` as in tensor_spec.
   """
-  return {name: {kind: {alias: tensor_spec(info) for alias, info in getattr(signature, kind).items()}
+  return {name: {kind: {alias: tensor_spec(info, dtype_names) for alias, info in getattr(signature, kind).items()}
                  for kind in ("inputs", "outputs")}
-          for name, signature in signature_defs.items() if not name.startswith("__")}
+          for name, signature in signature_defs.items() if internal or not name.startswith("__")}

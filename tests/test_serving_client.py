@@ -143,3 +143,16 @@ def test_client_library_builds_requests_without_importing_tensorflow():
   first, second = proc.stdout.splitlines()[-2:]
   assert first.split()[0] == "False"  # TensorFlow was not imported by the client
   assert second == "True (1, 2, 2, 3)"  # TF imported afterwards shares the client's TensorProto class
+
+
+def test_metadata_uses_tensorflow_dtype_names_and_minus_one_for_unknown_dims(server):
+  """The client's metadata is TF Serving's view (serving.signatures.signature_specs, renamed in the client):
+  DataTypeString names ("float", not the table's "float32"), -1 for unknown dims, internal signatures kept."""
+  with client_lib.TranslationClient(server.target, "ugatit") as client:
+    metadata = client.metadata()
+  a2b = metadata["signatures"]["a2b"]
+  assert metadata["version"] == 1
+  assert a2b == {"inputs": {"images": {"dtype": "uint8", "shape": [-1, -1, -1, 3]}},
+                 "outputs": {"images": {"dtype": "uint8", "shape": [-1, -1, -1, 3]},
+                             "attention": {"dtype": "float", "shape": [-1, -1, -1]}}}
+  assert "__saved_model_init_op" in metadata["signatures"]
