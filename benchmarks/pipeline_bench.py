@@ -28,19 +28,21 @@ FLAGS = flags.FLAGS
 def main(argv):
   """Builds the demo data, runs the pipeline cold and cached, prints the table."""
   del argv
-  from pipelines import demo_data, pipeline_lib, runner  # pylint: disable=import-outside-toplevel
+  from pipelines import cli, demo_data, pipeline_lib, runner  # pylint: disable=import-outside-toplevel
   shutil.rmtree(FLAGS.work_dir, ignore_errors=True)
   start = time.monotonic()
   data = demo_data.build_demo_dataset(os.path.join(FLAGS.work_dir, "data"), num_train=FLAGS.num_train,
                                       num_test=8, image_size=36)
   data_seconds = time.monotonic() - start
   overrides = {"batch_size": FLAGS.batch_size} if FLAGS.batch_size else {}
+  stage_options, runtime_options = cli.split_stage_options(  # by the config's field markers
+      {"train": {"checkpoint_every_steps": max(1, FLAGS.steps // 3), "sample_every_steps": 0,
+                 "summary_every_steps": max(1, FLAGS.steps // 10)}})
   config = pipeline_lib.PipelineConfig(
       pipeline_root=os.path.join(FLAGS.work_dir, "pipeline"), serving_root=os.path.join(FLAGS.work_dir, "serving"),
       dataset_dir=data.dataset_dir, model=FLAGS.model, preset=FLAGS.preset, image_size=FLAGS.image_size,
       steps=FLAGS.steps, model_overrides=overrides,
-      runtime_options={"train": {"checkpoint_every_steps": max(1, FLAGS.steps // 3), "sample_every_steps": 0,
-                                 "summary_every_steps": max(1, FLAGS.steps // 10)}})
+      stage_options=stage_options, runtime_options=runtime_options)
   pipeline = pipeline_lib.create_pipeline(config)
   cold = runner.run_pipeline(pipeline, enable_cache=False)
   warm = runner.run_pipeline(pipeline)

@@ -158,6 +158,19 @@ class _Resolved:
     return self.defaults[name]
 
 
+def split_stage_options(values: Mapping[str, Mapping[str, Any]]) -> tuple[dict, dict]:
+  """stage -> {config field: value} -> (stage_options, runtime_options) of a PipelineConfig: a field goes to
+  runtime_options (not in the cache key) when its config dataclass marks it `runtime` (components.options), else
+  to stage_options. A stage with no field of a kind is left out of that dict."""
+  stage_options: dict[str, dict[str, Any]] = {}
+  runtime_options: dict[str, dict[str, Any]] = {}
+  for stage, chosen in values.items():
+    runtime = options.runtime_fields(stage_config_class(stage))
+    for field, value in chosen.items():
+      (runtime_options if field in runtime else stage_options).setdefault(stage, {})[field] = value
+  return stage_options, runtime_options
+
+
 def pipeline_config_from_flags(flag_values: flags.FlagValues, beam_args: list[str], *,
                                defaults: Mapping[str, Any] | None = None,
                                **overrides: Any) -> pipeline_lib.PipelineConfig:
@@ -177,17 +190,13 @@ def pipeline_config_from_flags(flag_values: flags.FlagValues, beam_args: list[st
   if unknown:
     raise app.UsageError(f"defaults for unknown flags {unknown}")
   resolved = _Resolved(flag_values, parse_set_options(flag_values["set"].value, flag_values), defaults)
-  stage_options: dict[str, dict[str, Any]] = {}
-  runtime_options: dict[str, dict[str, Any]] = {"ingest": {"beam_args": tuple(beam_args)}}
+  chosen: dict[str, dict[str, Any]] = {"ingest": {"beam_args": tuple(beam_args)}}
   for stage in pipeline_lib.ALL_STAGE_NAMES:
-    config_class = stage_config_class(stage)
     given = None if stage == TRAIN else resolved.given  # train's are all passed: its cache key names them all
-    chosen = options.values_from_flags(config_class, flag_values, prefix=stage_prefix(stage),
-                                       exclude=pipeline_lib.WIRED_FIELDS[stage], given=given,
-                                       value_of=resolved.__getitem__)
-    runtime = options.runtime_fields(config_class)
-    for field, value in chosen.items():
-      (runtime_options if field in runtime else stage_options).setdefault(stage, {})[field] = value
+    chosen.setdefault(stage, {}).update(options.values_from_flags(
+        stage_config_class(stage), flag_values, prefix=stage_prefix(stage), exclude=pipeline_lib.WIRED_FIELDS[stage],
+        given=given, value_of=resolved.__getitem__))
+  stage_options, runtime_options = split_stage_options(chosen)
   train = stage_options.pop(TRAIN)
   family, preset, steps = train.pop("family"), train.pop("preset"), train.pop("steps")
   stage_options[TRAIN] = train
