@@ -27,6 +27,11 @@ def main(argv):
   print(f"export: {result.family} step {result.step} ({result.checkpoint['checkpoint']} checkpoint, "
         f"{result.checkpoint['weights']} weights) -> {result.path} with signatures "
         f"{', '.join(sorted(result.signatures))}; {checked}", file=sys.stderr)
+  if result.precision:
+    cost = "; ".join(f"{name} mean {c['mean_abs']:.2f} / max {c['max_abs']:.0f} grey levels, PSNR {c['psnr_db']:.1f} dB"
+                     for name, c in result.precision["vs_float32"].items())
+    print(f"export: {result.precision['compute_dtype']} compute vs float32 on the verification images: {cost}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

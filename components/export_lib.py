@@ -39,6 +39,7 @@ from components import image_io
 from components import model_dir as model_dir_lib
 from components.errors import StageError
 from components.translator import TranslatorModule, expected_signatures
+from models import precision
 from models.api import to_model_images, to_wire_images
 from serving import config as config_lib
 from serving import signatures as contract
@@ -65,6 +66,10 @@ class ExportConfig:
     checkpoint: which checkpoint of model_dir: "best", "latest" or "auto" (best when present, else latest);
       recorded in the model card (`checkpoint`) and the result (the lineage). With a generator EMA the
       averaged generator weights are exported.
+    compute_dtype: "float32", or "bfloat16": the networks compute in bfloat16 (float32 weights, float32 and uint8
+      outputs); on a CPU with AMX-BF16 / AVX512_BF16 several times faster (BUILD.md, inference benchmark). What it
+      costs is measured at export against the float32 model on the verification inputs and recorded in the
+      model card and the result (`precision`: mean/max absolute uint8 difference and PSNR per direction).
   """
 
   model_dir: str
@@ -74,9 +79,13 @@ class ExportConfig:
   model_name: str = "model"
   verify: bool = True
   checkpoint: str = "auto"
+  compute_dtype: str = dataclasses.field(default="float32", metadata={"choices": precision.COMPUTE_DTYPES})
 
   def __post_init__(self):
     model_dir_lib.check_checkpoint_choice(self.checkpoint)
+    if self.compute_dtype not in precision.COMPUTE_DTYPES:
+      raise StageError(f"--compute_dtype must be one of {', '.join(precision.COMPUTE_DTYPES)}, got "
+                       f"{self.compute_dtype!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +100,7 @@ class ExportResult:
   signatures: dict
   max_differences: dict
   checkpoint: dict | None = None
+  precision: dict | None = None
 
 
 def fixed_inputs(traits: dict, size: int, batch: int = VERIFY_BATCH) -> dict:
@@ -230,6 +240,20 @@ def verify(saved_model_dir: str, model, traits: dict, size: int) -> dict:
           for name, value in inputs.items()}
 
 
+def precision_cost(reference_model, model, traits: dict, size: int) -> dict:
+  """How far `model` (e.g. bfloat16 compute) answers from `reference_model` (float32, same weights) on the
+  verification images: direction -> {mean_abs, max_abs (uint8 grey levels), psnr_db}."""
+  inputs = fixed_inputs(traits, size)
+  cost = {}
+  for name in contract.DIRECTIONS:
+    want = keras_reference(reference_model, traits, name, inputs[name])["images"].astype(np.float64)
+    got = keras_reference(model, traits, name, inputs[name])["images"].astype(np.float64)
+    mse = float(np.mean((want - got) ** 2))
+    cost[name] = {"mean_abs": float(np.mean(np.abs(want - got))), "max_abs": float(np.max(np.abs(want - got))),
+                  "psnr_db": None if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))}
+  return cost
+
+
 def _read_json(path: str | None, what: str):
   """Parsed JSON file or None when no path is given; StageError when a given path is missing."""
   if not path:
@@ -247,7 +271,7 @@ def run(config: ExportConfig) -> ExportResult:
                      "written over another)")
   stats = _read_json(config.stats_path, "--stats_path")
   metrics_json = _read_json(config.metrics_path, "--metrics_path")
-  loaded = model_dir_lib.load_model_dir(config.model_dir, config.checkpoint)
+  loaded = model_dir_lib.load_model_dir(config.model_dir, config.checkpoint, config.compute_dtype)
   family, model_config, model, step = loaded.family, loaded.config, loaded.model, loaded.step
   saved = model_dir_lib.read_config(config.model_dir)
   module = TranslatorModule(model, family)
@@ -259,12 +283,17 @@ def run(config: ExportConfig) -> ExportResult:
   warmup.write_warmup_file(config.output_dir, config.model_name,
                            [(name, value) for name, value in inputs.items()])
   expected = expected_signatures(traits)
+  cost = None
+  if config.compute_dtype != "float32":
+    reference = model_dir_lib.load_model_dir(config.model_dir, config.checkpoint).model
+    cost = {"compute_dtype": config.compute_dtype, "vs_float32": precision_cost(reference, model, traits, size)}
   card = {
       "family": family.name, "preset": saved.get("preset"), "training_step": step,
       "checkpoint": loaded.describe(),
       "model_config": model_config.to_dict(), "image_size": size, "size_multiple": module.multiple,
       "fixed_size": traits["fixed_size"], "signatures": expected, "data_statistics": stats,
       "evaluation_metrics": metrics_json, "source_model_dir": os.path.abspath(config.model_dir),
+      "compute_dtype": config.compute_dtype, "precision": cost,
       "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
   with tf.io.gfile.GFile(os.path.join(config.output_dir, MODEL_CARD_PATH), "w") as f:
@@ -278,4 +307,4 @@ def run(config: ExportConfig) -> ExportResult:
       shutil.rmtree(config.output_dir, ignore_errors=True)  # never leave a wrong model for later stages
       raise StageError(f"{e}\n(the failed export in {config.output_dir} was deleted)") from e
   return ExportResult(path=config.output_dir, family=family.name, step=step, signatures=expected,
-                      max_differences=differences, checkpoint=loaded.describe())
+                      max_differences=differences, checkpoint=loaded.describe(), precision=cost)

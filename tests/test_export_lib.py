@@ -117,3 +117,31 @@ def test_export_refuses_a_non_empty_output_dir_and_a_missing_stats_file(tmp_path
     export_lib.run(export_lib.ExportConfig(str(tmp_path), str(tmp_path / "out")))
   with pytest.raises(StageError, match="does not exist"):
     export_lib.run(export_lib.ExportConfig(str(tmp_path), str(tmp_path / "new"), stats_path="/nope.json"))
+
+
+def test_bfloat16_export_is_verified_and_records_what_bfloat16_costs_against_float32(tmp_path):
+  model_dir = make_model_dir(str(tmp_path / "m"), "unit")
+  f32 = export_lib.run(export_lib.ExportConfig(model_dir=model_dir, output_dir=str(tmp_path / "f32"), verify=False))
+  result = export_lib.run(export_lib.ExportConfig(model_dir=model_dir, output_dir=str(tmp_path / "b16"),
+                                                  compute_dtype="bfloat16"))
+  assert f32.precision is None
+  # Verified against the bfloat16 Keras model (same graph) within the uint8 tolerance, in a fresh process.
+  assert set(result.max_differences) == set(result.signatures)
+  with open(os.path.join(result.path, export_lib.MODEL_CARD_PATH)) as f:
+    card = json.load(f)
+  assert card["compute_dtype"] == "bfloat16" and card["precision"] == result.precision
+  cost = result.precision["vs_float32"]
+  assert set(cost) == {"a2b", "b2a"}
+  for c in cost.values():  # bfloat16 moves the images (it really computed in bfloat16), by little
+    assert 0 < c["mean_abs"] < 3 and 20 < c["psnr_db"], c
+  # The served outputs themselves differ from the float32 export's by that much, not more.
+  images = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+  out32 = tf.saved_model.load(f32.path).signatures["a2b"](images=images)["images"].numpy().astype(int)
+  out16 = tf.saved_model.load(result.path).signatures["a2b"](images=images)["images"].numpy().astype(int)
+  assert 0 < np.abs(out32 - out16).mean() < 3
+
+
+def test_unknown_compute_dtype_is_refused_with_the_choices(tmp_path):
+  with pytest.raises(StageError) as e:
+    export_lib.ExportConfig(model_dir=str(tmp_path), output_dir=str(tmp_path / "o"), compute_dtype="float16")
+  assert str(e.value) == "--compute_dtype must be one of float32, bfloat16, got 'float16'"
