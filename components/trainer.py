@@ -28,6 +28,7 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from components import image_grid, image_io
 from components.errors import StageError
 from models.api import to_wire_images
 
@@ -341,20 +342,13 @@ def sample_grid(rows: Mapping[str, tf.Tensor | np.ndarray], pad: int = 2) -> np.
   for name, a in zip(rows, arrays):
     if a.ndim != 4 or a.shape != shape or a.shape[-1] != 3:
       raise ValueError(f"Sample row {name!r} has shape {a.shape}; every row must be [B, H, W, 3] like {shape}.")
-  b, h, w, _ = shape
-  grid = np.full((len(arrays) * (h + pad) + pad, b * (w + pad) + pad, 3), 255, np.uint8)
-  for r, a in enumerate(arrays):
-    tiles = to_wire_images(a).numpy()
-    for c in range(b):
-      y, x = pad + r * (h + pad), pad + c * (w + pad)
-      grid[y:y + h, x:x + w] = tiles[c]
-  return grid
+  return image_grid.tile_rows([to_wire_images(a).numpy() for a in arrays], pad=pad)
 
 
 def write_png(path: str, image: np.ndarray) -> None:
   """Writes uint8 [H, W, 3] to `path` (atomically: temp file then rename)."""
   tmp = path + ".tmp"
-  tf.io.write_file(tmp, tf.io.encode_png(image))
+  tf.io.write_file(tmp, image_io.encode_png(np.asarray(image)))
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 

@@ -34,3 +34,17 @@ def test_tile_rows_rejects_mismatched_rows():
     image_grid.tile_rows([np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 3, 2, 3), np.uint8)])
   with pytest.raises(ValueError, match="tile_rows needs at least one row"):
     image_grid.tile_rows([])
+
+
+def test_training_sample_grid_puts_row_r_image_b_at_its_padded_cell_on_white():
+  from components import trainer  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  rows = {"x_a": rng.uniform(-1, 1, (3, 5, 4, 3)).astype(np.float32),
+          "x_ab": rng.uniform(-1, 1, (3, 5, 4, 3)).astype(np.float32)}
+  grid = trainer.sample_grid(rows, pad=2)
+  want = np.full((2 * (5 + 2) + 2, 3 * (4 + 2) + 2, 3), 255, np.uint8)  # R (H + pad) + pad, B (W + pad) + pad
+  for r, images in enumerate(rows.values()):
+    tiles = np.clip(np.round((images + 1) * 127.5), 0, 255).astype(np.uint8)
+    for b in range(3):
+      want[2 + r * 7:2 + r * 7 + 5, 2 + b * 6:2 + b * 6 + 4] = tiles[b]
+  np.testing.assert_array_equal(grid, want)
