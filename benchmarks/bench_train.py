@@ -16,8 +16,12 @@ discriminator shortened to the deepest that fits the size). Prints one table; --
 
 Each row runs in its own process. Side by side: both sides are built and warmed up, then --rounds alternating
 bursts of --steps steps (ours, then torch: the torch process waits on a pipe between its bursts, idle) are timed;
-each column is the median over the rounds, so a slow spell of the machine hits both sides rather than one. The
-XLA column is timed on its own after.
+each column is the median over the rounds, so a slow spell of the machine hits both sides rather than one. With
+--bfloat16 our step is built a second time under --mixed_precision (models.precision: bfloat16 compute, float32
+variables) and alternates with torch the same way (torch's column is the median of all its bursts). The XLA
+column is timed on its own after. Peak resident memory: VmHWM of our row process and of the torch process; the bfloat16
+peak is reset to the resident set after the float32 step was freed, which TF's allocator partly keeps, so it is an
+upper bound.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import time
 
 from absl import app, flags
 
+from benchmarks.torch_process import TorchProcess, export_official
+
 flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Families to benchmark.")
 flags.DEFINE_list("sizes", ["64", "128"], "Image sizes.")
 flags.DEFINE_list("batches", ["1", "4"], "Batch sizes.")
@@ -39,6 +45,8 @@ flags.DEFINE_integer("steps", 2, "Timed steps per burst.")
 flags.DEFINE_integer("rounds", 3, "Alternating bursts (ours, torch) per configuration; columns are medians.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps first (tracing/compilation, allocator warmup).")
 flags.DEFINE_boolean("jit", True, "Also time the XLA-compiled (--jit_compile) TF step.")
+flags.DEFINE_boolean("bfloat16", False, "Also time our step under --mixed_precision (bfloat16 compute, float32 "
+                     "variables), alternating with torch like the float32 column.")
 flags.DEFINE_string("torch_python", os.environ.get("I2I_TORCH_PYTHON", ""),
                     "Python with torch for the reference column (default: $I2I_TORCH_PYTHON).")
 flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
@@ -73,7 +81,7 @@ def model_config(family: str, size: int, batch: int):
   return models.get_config(family, PRESET[family], **overrides)
 
 
-def tf_stepper(family_name: str, size: int, batch: int, jit: bool, warmup: int):
+def tf_stepper(family_name: str, size: int, batch: int, jit: bool, warmup: int, compute_dtype: str = "float32"):
   """Builds our distributed train step (default strategy) on a fixed in-memory batch and runs `warmup` steps.
 
   Returns (run, free): run(n) times n steps and returns their seconds; free() releases the models.
@@ -82,10 +90,12 @@ def tf_stepper(family_name: str, size: int, batch: int, jit: bool, warmup: int):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from components import trainer  # pylint: disable=import-outside-toplevel
+  from models.precision import compute_policy  # pylint: disable=import-outside-toplevel
   keras.utils.set_random_seed(0)
   family = models.get_family(family_name)
   config = model_config(family_name, size, batch)
-  state = {"model": family.build_model(config)}
+  with compute_policy(compute_dtype):
+    state = {"model": family.build_model(config)}
   gen_opt, dis_opt = family.build_optimizers(config)
   strategy = tf.distribute.get_strategy()
   x = tf.random.uniform([batch, size, size, 3], -1.0, 1.0, seed=1)
@@ -232,69 +242,34 @@ for line in sys.stdin:  # one burst per line: the number of steps; answers with 
   start = time.perf_counter()
   for _ in range(int(line)):
     step()
-  print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+  seconds = time.perf_counter() - start
+  with open("/proc/self/status") as status:  # VmHWM: this process's peak resident set
+    hwm = [int(l.split()[1]) for l in status if l.startswith("VmHWM:")]
+  print(json.dumps({"seconds": seconds, "peak_rss_mib": hwm[0] / 1024 if hwm else None}), flush=True)
 '''
 
 
-def export_reference(family: str, dest: str) -> str | None:
-  """Writes the official files of `family` under dest/<subdir> (benchmarks.official.source); returns why not."""
-  from benchmarks.official import source  # pylint: disable=import-outside-toplevel
-  if FLAGS.mirrors:
-    os.environ[source.ENV_REPOS] = FLAGS.mirrors
-  try:
-    source.export_reference(family, dest)
-  except FileNotFoundError as e:
-    return str(e)
-  return None
+def torch_stepper(family: str, size: int, batch: int, workdir: str) -> TorchProcess:
+  """The official PyTorch iteration in a subprocess, built and warmed up; request(str(n)) runs a burst of n."""
+  if family not in TORCH_STEPS:
+    return TorchProcess.unavailable(f"no official training step for {family} in TORCH_STEPS")
+  src, why = export_official(family, workdir, FLAGS.mirrors)
+  if src is None:
+    return TorchProcess.unavailable(why)
+  cfg = {"family": family, "size": size, "batch": batch, "warmup": FLAGS.warmup,
+         "model": model_config(family, size, batch).to_dict()}
+  return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_STEPS[family] + TORCH_LOOP,
+                      [os.path.dirname(src), json.dumps(cfg)], workdir)
 
 
-class TorchStepper:
-  """The official PyTorch iteration in a subprocess, built and warmed up, running bursts on request."""
-
-  def __init__(self, family: str, size: int, batch: int, src: str):
-    self.proc, self.why, self.errors = None, "", None
-    if not FLAGS.torch_python or not os.path.exists(FLAGS.torch_python):
-      self.why = f"no torch interpreter at {FLAGS.torch_python!r} (set --torch_python or $I2I_TORCH_PYTHON)"
-      return
-    self.why = ("" if family in TORCH_STEPS else f"no official training step for {family} in TORCH_STEPS") \
-        or export_reference(family, src) or ""
-    if self.why:
-      return
-    script = os.path.join(src, "bench_torch.py")
-    with open(script, "w") as f:
-      f.write(TORCH_PRELUDE + TORCH_STEPS[family] + TORCH_LOOP)
-    cfg = {"family": family, "size": size, "batch": batch, "warmup": FLAGS.warmup,
-           "model": model_config(family, size, batch).to_dict()}
-    self.errors = tempfile.TemporaryFile(mode="w+")
-    self.proc = subprocess.Popen([FLAGS.torch_python, script, src, json.dumps(cfg)], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=self.errors, text=True)
-    self._answer()  # {"ready": true} after the warmup
-
-  def _answer(self) -> dict:
-    line = self.proc.stdout.readline()
-    if not line:
-      self.errors.seek(0)
-      lines = self.errors.read().strip().splitlines() or ["(no output)"]
-      self.why = "torch run failed: " + lines[-1][:200]
-      self.proc.wait()
-      self.proc = None
-      return {}
-    return json.loads(line)
-
-  def run(self, n: int) -> float | None:
-    """Seconds of n torch steps (timed inside the torch process), or None when the reference is unavailable."""
-    if self.proc is None:
-      return None
-    self.proc.stdin.write(f"{n}\n")
-    self.proc.stdin.flush()
-    return self._answer().get("seconds")
-
-  def close(self):
-    if self.proc is not None:
-      self.proc.stdin.close()
-      self.proc.wait()
-    if self.errors is not None:
-      self.errors.close()
+def peak_rss_mib(reset: bool = False) -> float:
+  """This process's peak resident set so far (VmHWM, Linux); reset=True starts a new peak (clear_refs 5)."""
+  with open("/proc/self/status", encoding="ascii") as f:
+    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
+  if reset:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+      f.write("5")
+  return peak
 
 
 def median(values):
@@ -303,19 +278,27 @@ def median(values):
 
 
 def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, list[str]]:
-  """One row: steps/s of ours and torch (medians of alternating bursts), then ours with XLA; and notes."""
+  """One row: steps/s of ours (float32, and bfloat16 with --bfloat16) and torch, each the median of bursts that
+  alternate with torch's; then ours with XLA; peak resident memory of each; and notes."""
   row = {"model": family, "size": size, "batch": batch}
-  run_tf, free_tf = tf_stepper(family, size, batch, False, FLAGS.warmup)
-  torch = TorchStepper(family, size, batch, src)
-  tf_rates, torch_rates = [], []
-  for _ in range(FLAGS.rounds):
-    tf_rates.append(FLAGS.steps / run_tf(FLAGS.steps))
-    seconds = torch.run(FLAGS.steps)
-    torch_rates.append(FLAGS.steps / seconds if seconds else None)
+  torch = torch_stepper(family, size, batch, src)
+  torch_rates = []
+  dtypes = ["float32"] + (["bfloat16"] if FLAGS.bfloat16 else [])
+  peak_rss_mib(reset=True)
+  for dtype in dtypes:
+    run_tf, free_tf = tf_stepper(family, size, batch, False, FLAGS.warmup, dtype)
+    tf_rates = []
+    for _ in range(FLAGS.rounds):
+      tf_rates.append(FLAGS.steps / run_tf(FLAGS.steps))
+      answer = torch.request(str(FLAGS.steps))
+      torch_rates.append(FLAGS.steps / answer["seconds"] if answer else None)
+      row["torch_peak_rss_mib"] = answer.get("peak_rss_mib") if answer else None
+    free_tf()
+    key = "tf" if dtype == "float32" else "tf_bf16"
+    row[key], row[f"{key}_bursts"] = median(tf_rates), tf_rates
+    row[f"{key}_peak_rss_mib"] = peak_rss_mib(reset=True)
   torch.close()
-  free_tf()
-  row["tf"], row["torch"] = median(tf_rates), median(torch_rates)
-  row["tf_bursts"], row["torch_bursts"] = tf_rates, torch_rates
+  row["torch"], row["torch_bursts"] = median(torch_rates), torch_rates
   notes = [f"torch column skipped for {family}: {torch.why}"] if torch.why else []
   if FLAGS.jit:
     try:
@@ -332,7 +315,7 @@ def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, lis
   """measure() in a fresh process: memory freed between rows (in one process the grid grew past 20 GB)."""
   argv = [sys.executable, "-m", "benchmarks.bench_train", f"--row={family},{size},{batch}",
           f"--steps={FLAGS.steps}", f"--rounds={FLAGS.rounds}", f"--warmup={FLAGS.warmup}",
-          f"--{'' if FLAGS.jit else 'no'}jit", f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}"]
+          f"--{'' if FLAGS.jit else 'no'}jit", f"--{'' if FLAGS.bfloat16 else 'no'}bfloat16", f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}"]
   proc = subprocess.run(argv, capture_output=True, text=True)
   if proc.returncode:
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
@@ -357,12 +340,16 @@ def main(argv):
         notes.update(row_notes)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-  fmt = lambda v: f"{v:8.3f}" if v else "       -"  # noqa: E731
-  print(f"{'model':8s}{'size':>6s}{'batch':>6s}{'tf':>9s}{'tf+xla':>9s}{'torch':>9s}{'tf/torch':>9s}   (steps/s)")
+  num = lambda v, spec=".3f": format(v, spec) if v else "-"  # noqa: E731
+  print("| model | size | batch | ours steps/s | ours + XLA | ours bfloat16 | official torch | ours / torch "
+        "| bfloat16 / torch | ours peak RSS MiB | bf16 peak RSS MiB | torch peak RSS MiB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    ratio = r["tf"] / r["torch"] if r.get("tf") and r.get("torch") else None
-    print(f"{r['model']:8s}{r['size']:6d}{r['batch']:6d}{fmt(r['tf'])} {fmt(r.get('tf_xla'))} "
-          f"{fmt(r.get('torch'))} {fmt(ratio)}")
+    ratio = lambda key: f"**{r[key] / r['torch']:.2f}**" if r.get(key) and r.get("torch") else "-"  # noqa: E731
+    print(f"| {r['model']} | {r['size']} | {r['batch']} | {num(r.get('tf'))} | {num(r.get('tf_xla'))} | "
+          f"{num(r.get('tf_bf16'))} | {num(r.get('torch'))} | {ratio('tf')} | {ratio('tf_bf16')} | "
+          f"{num(r.get('tf_peak_rss_mib'), '.0f')} | {num(r.get('tf_bf16_peak_rss_mib'), '.0f')} | "
+          f"{num(r.get('torch_peak_rss_mib'), '.0f')} |")
   for note in sorted(notes):
     print("note:", note)
   if FLAGS.json:
