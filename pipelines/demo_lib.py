@@ -308,9 +308,11 @@ def curve_groups(scalars: dict[str, list[tuple[int, float]]]) -> list[tuple[str,
   """Plots to draw: discriminator losses, generator losses (the total apart: its scale dwarfs the terms), the
   in-training metrics one per plot, the learning rates."""
   losses = {k[len("loss/"):]: v for k, v in scalars.items() if k.startswith("loss/")}
-  dis = {k: v for k, v in losses.items() if k.startswith(("d_", "dis"))}
-  totals = {k: v for k, v in losses.items() if k not in dis and ("total" in k or k in ("g_loss", "gen_loss"))}
-  gen = {k: v for k, v in losses.items() if k not in dis and k not in totals and not k.startswith("g_loss_")}
+  # models.api's loss-key scheme: d/<term>, g/<term>, d/total and g/total the optimised sums (U-GAT-IT's
+  # per-domain g/total_a, g/total_b are in neither plot).
+  dis = {k: v for k, v in losses.items() if k.startswith("d/")}
+  totals = {k: v for k, v in losses.items() if k == "g/total"}
+  gen = {k: v for k, v in losses.items() if k.startswith("g/") and not k.startswith("g/total")}
   groups = [("discriminator loss terms", dis), ("generator loss terms", gen), ("generator total loss", totals)]
   groups += [(f"in-training {k[len('eval/'):]}", {k[len("eval/"):]: v}) for k, v in sorted(scalars.items())
              if k.startswith("eval/")]

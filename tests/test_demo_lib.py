@@ -55,17 +55,19 @@ def test_read_scalars_and_curves(tmp_path):
   writer = tf.summary.create_file_writer(str(tmp_path))
   with writer.as_default():
     for step, (d, g, kid) in enumerate(((1.0, 5.0, 0.3), (0.8, 4.0, 0.2)), start=1):
-      tf.summary.scalar("loss/dis_total", d, step=step * 10)
-      tf.summary.scalar("loss/gen_total", g, step=step * 10)
-      tf.summary.scalar("loss/gen_ll_a", g / 10, step=step * 10)
+      tf.summary.scalar("loss/d/total", d, step=step * 10)
+      tf.summary.scalar("loss/g/total", g, step=step * 10)
+      tf.summary.scalar("loss/g/total_a", g / 2, step=step * 10)  # U-GAT-IT's per-domain sum: in neither plot
+      tf.summary.scalar("loss/g/recon_x_a", g / 10, step=step * 10)
       tf.summary.scalar("eval/kid", kid, step=step * 10)
   writer.flush()
   scalars = demo_lib.read_scalars(str(tmp_path))
-  assert scalars["loss/dis_total"] == [(10, 1.0), (20, pytest.approx(0.8))]
+  assert scalars["loss/d/total"] == [(10, 1.0), (20, pytest.approx(0.8))]
   groups = dict(demo_lib.curve_groups(scalars))
   assert set(groups) == {"discriminator loss terms", "generator loss terms", "generator total loss",
                          "in-training kid"}
-  assert set(groups["generator total loss"]) == {"gen_total"} and set(groups["generator loss terms"]) == {"gen_ll_a"}
+  assert set(groups["discriminator loss terms"]) == {"d/total"}
+  assert set(groups["generator total loss"]) == {"g/total"} and set(groups["generator loss terms"]) == {"g/recon_x_a"}
   svg = demo_lib.svg_plot(groups["in-training kid"], "kid")
   assert svg.startswith("<svg") and "polyline" in svg and "last 0.2" in svg
   assert demo_lib.svg_plot({}, "empty") == ""

@@ -19,6 +19,7 @@ import collections
 import tensorflow as tf
 
 from models import losses
+from models.heatmap import heatmap_to_rgb
 from models.optim import minimize
 from models.ugatit.model import UGATIT, normalize_heatmap
 
@@ -121,16 +122,6 @@ def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b:
           "g/adv_a": g_adv_a, "g/adv_b": g_adv_b, "g/cycle_a": g_cycle_a, "g/cycle_b": g_cycle_b,
           "g/identity_a": g_identity_a, "g/identity_b": g_identity_b, "g/cam_a": g_cam_a, "g/cam_b": g_cam_b,
           "g/total_a": g_loss_a, "g/total_b": g_loss_b, "g/total": g_loss}
-
-
-def heatmap_to_rgb(attention: tf.Tensor) -> tf.Tensor:
-  """Renders attention [B, H, W] in [0, 1] with the jet colormap (as the reference's cv2 COLORMAP_JET).
-
-  Returns [B, H, W, 3] float32 in [-1, 1] (blue = low, red = high).
-  """
-  v = 4.0 * tf.cast(attention, tf.float32)[..., None]
-  rgb = tf.clip_by_value(1.5 - tf.abs(v - tf.constant([3.0, 2.0, 1.0])), 0.0, 1.0)
-  return rgb * 2.0 - 1.0
 
 
 def sample_rows(model: UGATIT, x_a: tf.Tensor, x_b: tf.Tensor) -> dict:
