@@ -20,9 +20,8 @@ from typing import Iterator
 
 import tensorflow as tf
 
-from models.api import to_model_images
+from models.api import DOMAINS, to_model_images
 
-DOMAINS = ("a", "b")
 SPLITS = ("train", "test")
 SHUFFLE_BUFFER = 2048  # serialized records (PNG bytes), so memory stays ~ buffer x mean PNG size
 

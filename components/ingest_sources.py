@@ -24,6 +24,8 @@ import urllib.parse
 from components import image_io
 from components.errors import StageError
 
+# models.api.DOMAINS, repeated so that this TensorFlow-free stage need not import models/ (which imports
+# TensorFlow); tests/test_architecture.py checks that the copies agree.
 DOMAINS = ("a", "b")
 SPLITS = ("train", "test")
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "__macosx", "$recycle.bin", "icon\r"})

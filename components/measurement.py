@@ -19,7 +19,7 @@ import models  # noqa: F401  (type hints)
 from components import data, metrics
 from components.errors import StageError
 from components.translator import TranslatorModule
-from models.api import to_wire_images
+from models.api import DOMAINS, to_wire_images
 from serving import signatures as contract
 
 DIRECTIONS = contract.DIRECTIONS
@@ -134,7 +134,7 @@ def translate_both_ways(signatures: Signatures, images: dict, config: "MeasureOp
 def compute_metrics(outputs: dict, images: dict, extractor, config: "MeasureOptions", lpips_net=None) -> dict:
   """Metric name -> float from `translate_both_ways` outputs and the real test images per domain."""
   values = {}
-  real_features = {domain: extractor.pooled(images[domain]) for domain in ("a", "b")}
+  real_features = {domain: extractor.pooled(images[domain]) for domain in DOMAINS}
   for direction, out in outputs.items():
     fake = extractor.pooled(out["translated"])
     real = real_features[direction[-1]]

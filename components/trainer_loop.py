@@ -38,6 +38,7 @@ import tensorflow as tf
 
 import models
 from models import precision
+from models.api import DOMAINS
 from components import data as data_lib
 from components import measurement
 from components import metrics as metrics_lib
@@ -97,7 +98,7 @@ def _input_iterator(strategy, config, model_config, start_step: int, transform):
 def _sample_batch(config, model_config, transform) -> tuple[tf.Tensor, tf.Tensor]:
   """The fixed sample batch: the first `num_samples` test images of each domain (train images if no test split)."""
   batch = []
-  for name in ("a", "b"):
+  for name in DOMAINS:
     for split in ("test", "train"):
       try:
         ds = data_lib.make_dataset(config.data_dir, name, split, model_config.image_size, config.num_samples,
@@ -305,7 +306,7 @@ class InTrainingEvaluation:
   def __init__(self, config, family: models.Family, model_config, model):
     size = int(model_config.image_size)
     self.images = {}
-    for domain in ("a", "b"):
+    for domain in DOMAINS:
       try:
         self.images[domain] = measurement.load_test_images(config.data_dir, domain, size, config.eval_images,
                                                            family.transform)

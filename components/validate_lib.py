@@ -22,6 +22,8 @@ import os
 
 from components.errors import StageError
 
+# models.api.DOMAINS, repeated so that this TensorFlow-free stage need not import models/ (which imports
+# TensorFlow); tests/test_architecture.py checks that the copies agree.
 DOMAINS = ("a", "b")
 
 

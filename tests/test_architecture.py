@@ -272,3 +272,13 @@ def test_checkers_catch_a_stage_import_a_cycle_inside_a_function_and_a_name_comp
   with open(os.path.join(root, "serving", "c.py"), encoding="utf-8") as f:
     assert family_name_comparisons(f.read(), "serving/c.py") == [
         "serving/c.py:1: compares the family name 'munit'", "serving/c.py:1: compares the family name 'ugatit'"]
+
+
+def test_the_domain_names_have_one_definition_and_the_tensorflow_free_stages_copy_it_exactly():
+  from components import data, ingest_sources, validate_lib  # pylint: disable=import-outside-toplevel
+  from models import api  # pylint: disable=import-outside-toplevel
+  from serving import signatures  # pylint: disable=import-outside-toplevel
+  assert api.DOMAINS == ("a", "b") and api.DIRECTIONS == ("a2b", "b2a")
+  assert data.DOMAINS is api.DOMAINS  # imported, not redefined
+  assert ingest_sources.DOMAINS == validate_lib.DOMAINS == api.DOMAINS  # copies (no TensorFlow import there)
+  assert signatures.DIRECTIONS == api.DIRECTIONS  # serving does not import models/
