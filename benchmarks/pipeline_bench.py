@@ -40,7 +40,7 @@ def main(argv):
                  "summary_every_steps": max(1, FLAGS.steps // 10)}})
   config = pipeline_lib.PipelineConfig(
       pipeline_root=os.path.join(FLAGS.work_dir, "pipeline"), serving_root=os.path.join(FLAGS.work_dir, "serving"),
-      dataset_dir=data.dataset_dir, model=FLAGS.model, preset=FLAGS.preset, image_size=FLAGS.image_size,
+      dataset_dir=data.dataset_dir, family=FLAGS.model, preset=FLAGS.preset, image_size=FLAGS.image_size,
       steps=FLAGS.steps, model_overrides=overrides,
       stage_options=stage_options, runtime_options=runtime_options)
   pipeline = pipeline_lib.create_pipeline(config)

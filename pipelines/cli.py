@@ -225,7 +225,7 @@ def pipeline_config_from_flags(flag_values: flags.FlagValues, beam_args: list[st
   config = dict(
       pipeline_root=pipeline_root, serving_root=serving_root,
       domain_a=resolved["domain_a"], domain_b=resolved["domain_b"], dataset_dir=resolved["dataset_dir"],
-      model=family, preset=preset, image_size=image_size, steps=steps, model_overrides=model_overrides,
+      family=family, preset=preset, image_size=image_size, steps=steps, model_overrides=model_overrides,
       model_name=model_name, stage_options=stage_options, runtime_options=runtime_options,
       model_dir=resolved["model_dir"])
   config.update(overrides)

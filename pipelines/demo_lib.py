@@ -221,7 +221,7 @@ def untrained_baseline(pipeline: pipeline_lib.PipelineConfig, output_root: str, 
   import models  # pylint: disable=import-outside-toplevel
   from components import export_lib, train_lib, trainer  # pylint: disable=import-outside-toplevel
   from components import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
-  family = models.get_family(pipeline.model)
+  family = models.get_family(pipeline.family)
   overrides = untrained_model_overrides(pipeline)
   seed = int(pipeline.stage_options.get("train", {}).get("seed", 0) or 0)
   model_config = train_lib.build_model_config(family, pipeline.preset, overrides)

@@ -130,7 +130,7 @@ class PipelineConfig:
     serving_root: TF Serving model root that push writes `<model_name>/<version>/` into.
     domain_a, domain_b: the two source image folders, or
     dataset_dir: a CycleGAN-layout folder (trainA, trainB, testA, testB) instead of domain_a/domain_b.
-    model: "unit", "munit" or "ugatit".
+    family: the model family, "unit", "munit" or "ugatit" (the --model flag).
     preset: the model preset ("tiny", "paper", ...).
     image_size: training crop size; None keeps the preset's (then validate's and ingest's defaults apply).
       When set it also sets validate's minimum image size and ingest's stored size (286/256 of it, the
@@ -150,7 +150,7 @@ class PipelineConfig:
   domain_a: str | None = None
   domain_b: str | None = None
   dataset_dir: str | None = None
-  model: str = "munit"
+  family: str = "munit"
   preset: str = "tiny"
   image_size: int | None = None
   steps: int | None = None
@@ -218,7 +218,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
     options["ingest"].setdefault("load_size", -(-config.image_size * 286 // 256))
     options["validate"].setdefault("image_size", config.image_size)
     model_overrides.setdefault("image_size", config.image_size)
-  train = {"family": config.model, "preset": config.preset, **options["train"]}
+  train = {"family": config.family, "preset": config.preset, **options["train"]}
   if model_overrides:
     train["model_overrides"] = {**model_overrides, **train.get("model_overrides", {})}
   if config.steps is not None:
@@ -231,7 +231,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
   trained = IMPORT_STAGE if config.model_dir else "train"
   model_dir = Output(trained, "model_dir")
   saved_model = Output("export", "path")
-  model_name = config.model_name or config.model
+  model_name = config.model_name or config.family
 
   def stage(name, inputs, output_field, parameters, **kwargs):
     """A Stage `name` (module and config class from STAGE_CONFIGS) with this pipeline's runtime options."""

@@ -86,7 +86,7 @@ def test_verdict_says_whether_the_trained_model_beats_the_untrained_one():
 def test_untrained_model_overrides_follow_the_train_stage():
   from pipelines import pipeline_lib  # pylint: disable=import-outside-toplevel
   config = pipeline_lib.PipelineConfig(pipeline_root="/tmp/p", serving_root="/tmp/s", dataset_dir="/tmp/d",
-                                       model="ugatit", preset="budget", image_size=32, model_overrides={"lr": 0.001},
+                                       family="ugatit", preset="budget", image_size=32, model_overrides={"lr": 0.001},
                                        stage_options={"train": {"model_overrides": {"ch": 4}}})
   assert demo_lib.untrained_model_overrides(config) == {"lr": 0.001, "image_size": 32, "ch": 4}
 
@@ -95,7 +95,7 @@ def test_untrained_model_overrides_follow_the_train_stage():
 def test_untrained_baseline_exports_a_step_0_saved_model(tmp_path):
   from pipelines import pipeline_lib  # pylint: disable=import-outside-toplevel
   config = pipeline_lib.PipelineConfig(pipeline_root="/tmp/p", serving_root="/tmp/s", dataset_dir="/tmp/d",
-                                       model="unit", preset="tiny", image_size=32)
+                                       family="unit", preset="tiny", image_size=32)
   path = demo_lib.untrained_baseline(config, str(tmp_path), log=lambda _: None)
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
   with open(os.path.join(path, "assets.extra", "model_card.json")) as f:

@@ -202,7 +202,7 @@ def test_defaults_apply_below_the_command_line(tmp_path):
   flag_values(["pipeline", f"--dataset_dir={tmp_path}", "--steps=9"])
   defaults = {"model": "unit", "preset": "tiny", "steps": 500, "eval_images": 4, "image_size": 32}
   config = cli.pipeline_config_from_flags(flag_values, [], defaults=defaults)
-  assert (config.model, config.preset, config.steps, config.image_size) == ("unit", "tiny", 9, 32)
+  assert (config.family, config.preset, config.steps, config.image_size) == ("unit", "tiny", 9, 32)
   assert config.stage_options["train"]["eval_images"] == 4
   assert "evaluate" not in config.stage_options  # a default --eval_images does not size evaluate
   assert flag_values["steps"].value == 9 and flag_values["model"].value is None  # FLAGS untouched

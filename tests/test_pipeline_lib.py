@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _config(tmp_path, **kwargs):
   values = dict(pipeline_root=str(tmp_path / "root"), serving_root=str(tmp_path / "serving"),
-                dataset_dir=str(tmp_path / "data"), model="ugatit", preset="tiny")
+                dataset_dir=str(tmp_path / "data"), family="ugatit", preset="tiny")
   values.update(kwargs)
   return PipelineConfig(**values)
 
