@@ -49,6 +49,7 @@ flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
                     "Directory holding the official repositories (default: $I2I_OFFICIAL_REPOS).")
 flags.DEFINE_string("json", "", "Optional path for the rows as JSON.")
 flags.DEFINE_string("work_dir", "", "Where the SavedModels go (default: a temporary directory, removed).")
+flags.DEFINE_list("render", [], "Print the tables from these --json files of earlier runs (merged) and exit.")
 flags.DEFINE_string("save", "", "Internal: 'family,preset,dtype,size,dir' -> write that SavedModel and exit.")
 flags.DEFINE_string("row", "", "Internal: 'family,preset,dtype,size,batch,dir' -> measure it, print JSON.")
 FLAGS = flags.FLAGS
@@ -215,14 +216,13 @@ def output_difference(family: str, preset: str, size: int) -> dict:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   f32, _ = build_module(family, preset, "float32", size)
   b16, _ = build_module(family, preset, "bfloat16", size)
-  source = {v.path: v for v in f32._holder.model.weights}  # pylint: disable=protected-access
-  copied = 0
-  for v in b16._holder.model.weights:  # pylint: disable=protected-access
-    if v.path in source:
-      v.assign(source[v.path])
-      copied += 1
-  if not copied:
-    raise RuntimeError("no weights matched between the float32 and bfloat16 models")
+  # The same architecture lists its weights in the same order (the checkpoint layout relies on it); names can
+  # differ between two builds in one process (Keras' unique-name counters).
+  pairs = list(zip(f32._holder.model.weights, b16._holder.model.weights))  # pylint: disable=protected-access
+  if not pairs or any(a.shape != b.shape for a, b in pairs):
+    raise RuntimeError("the float32 and bfloat16 models do not list the same weights")
+  for a, b in pairs:
+    b.assign(a)
   images = tf.constant(np.random.default_rng(1).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8))
   style = None
   if f32.traits["multimodal"]:
@@ -232,6 +232,35 @@ def output_difference(family: str, preset: str, size: int) -> dict:
   mse = float(np.mean((x - y) ** 2))
   return {"mean_abs": float(np.mean(np.abs(x - y))), "max_abs": float(np.max(np.abs(x - y))),
           "psnr_db": float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)}
+
+
+def format_table(rows: list, diffs: dict, size: int, runs: int) -> str:
+  """The Markdown tables (speed, memory and FLOPs per row; the bfloat16 output difference per family)."""
+  lines = []
+  out = lines.append
+  out(f"{size} px; medians of {runs} alternating rounds; FLOPs of the official architecture; "
+        "ceiling = float32 2048^3 tf.matmul in the same rounds")
+  out("| family (preset) | dtype | batch | GFLOP/img | ours ms/batch | torch ms/batch | torch / ours | ours GFLOP/s "
+        "| ceiling GFLOP/s | % of ceiling | ours peak RSS MiB | torch peak RSS MiB |")
+  out("|---|---|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    gflop = r["flops"] / 1e9 / r["batch"]
+    rate = gflop * r["batch"] / r["ours_s"]
+    torch_ms = f"{1e3 * r['torch_s']:.0f}" if r["torch_s"] else "-"
+    ratio = f"**{r['torch_s'] / r['ours_s']:.2f}**" if r["torch_s"] else "-"
+    torch_rss = f"{r['torch_maxrss_mib']:.0f}" if r["torch_maxrss_mib"] else "-"
+    out(f"| {r['family']} ({r['preset']}) | {r['dtype']} | {r['batch']} | {gflop:.1f} | {1e3 * r['ours_s']:.0f} | "
+          f"{torch_ms} | {ratio} | {rate:.1f} | {r['ceiling_gflops']:.1f} | {100 * rate / r['ceiling_gflops']:.0f}% | "
+          f"{r['ours_maxrss_mib']:.0f} | {torch_rss} |")
+  for why in sorted({r["torch_why"] for r in rows if r["torch_why"]}):
+    out(f"torch column skipped: {why}")
+  if {r["flops_source"] for r in rows} != {"official (torch FlopCounterMode)"}:
+    out("FLOPs: some rows count our traced graph (no torch): an algorithmic saving of ours is not visible there")
+  if diffs:
+    out("\n| family (preset) | bfloat16 vs float32: mean abs (of 255) | max abs | PSNR dB |\n|---|---|---|---|")
+    for spec, d in diffs.items():
+      out(f"| {spec} | {d['mean_abs']:.2f} | {d['max_abs']:.0f} | {d['psnr_db']:.1f} |")
+  return "\n".join(lines)
 
 
 def _child(argv: list) -> str:
@@ -249,6 +278,15 @@ def main(argv):
   if FLAGS.save:
     family, preset, dtype, size, path = FLAGS.save.split(",")
     save(family, preset, dtype, int(size), path)
+    return
+  if FLAGS.render:
+    rows, diffs = [], {}
+    for path in FLAGS.render:
+      with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+      rows += saved["rows"]
+      diffs.update(saved.get("bfloat16_difference", {}))
+    print(format_table(rows, diffs, rows[0]["size"], FLAGS.runs))
     return
   if FLAGS.row:
     family, preset, dtype, size, batch, path = FLAGS.row.split(",")
@@ -268,28 +306,7 @@ def main(argv):
         print(json.dumps({k: v for k, v in row.items() if not k.endswith("_runs")}), file=sys.stderr, flush=True)
     if "bfloat16" in FLAGS.dtypes:
       diffs[spec] = output_difference(family, preset, size)
-  print(f"{size} px; medians of {FLAGS.runs} alternating rounds; FLOPs of the official architecture; "
-        "ceiling = float32 2048^3 tf.matmul in the same rounds\n")
-  print("| family (preset) | dtype | batch | GFLOP/img | ours ms/batch | torch ms/batch | torch / ours | ours GFLOP/s "
-        "| ceiling GFLOP/s | % of ceiling | ours peak RSS MiB | torch peak RSS MiB |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-  for r in rows:
-    gflop = r["flops"] / 1e9 / r["batch"]
-    rate = gflop * r["batch"] / r["ours_s"]
-    torch_ms = f"{1e3 * r['torch_s']:.0f}" if r["torch_s"] else "-"
-    ratio = f"**{r['torch_s'] / r['ours_s']:.2f}**" if r["torch_s"] else "-"
-    torch_rss = f"{r['torch_maxrss_mib']:.0f}" if r["torch_maxrss_mib"] else "-"
-    print(f"| {r['family']} ({r['preset']}) | {r['dtype']} | {r['batch']} | {gflop:.1f} | {1e3 * r['ours_s']:.0f} | "
-          f"{torch_ms} | {ratio} | {rate:.1f} | {r['ceiling_gflops']:.1f} | {100 * rate / r['ceiling_gflops']:.0f}% | "
-          f"{r['ours_maxrss_mib']:.0f} | {torch_rss} |")
-  for why in sorted({r["torch_why"] for r in rows if r["torch_why"]}):
-    print("torch column skipped:", why)
-  if {r["flops_source"] for r in rows} != {"official (torch FlopCounterMode)"}:
-    print("FLOPs: some rows count our traced graph (no torch): an algorithmic saving of ours is not visible there")
-  if diffs:
-    print("\n| family (preset) | bfloat16 vs float32: mean abs (of 255) | max abs | PSNR dB |\n|---|---|---|---|")
-    for spec, d in diffs.items():
-      print(f"| {spec} | {d['mean_abs']:.2f} | {d['max_abs']:.0f} | {d['psnr_db']:.1f} |")
+  print(format_table(rows, diffs, size, FLAGS.runs))
   if FLAGS.json:
     with open(FLAGS.json, "w", encoding="utf-8") as f:
       json.dump({"rows": rows, "bfloat16_difference": diffs}, f, indent=1)

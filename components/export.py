@@ -28,7 +28,8 @@ def main(argv):
         f"{result.checkpoint['weights']} weights) -> {result.path} with signatures "
         f"{', '.join(sorted(result.signatures))}; {checked}", file=sys.stderr)
   if result.precision:
-    cost = "; ".join(f"{name} mean {c['mean_abs']:.2f} / max {c['max_abs']:.0f} grey levels, PSNR {c['psnr_db']:.1f} dB"
+    psnr = lambda db: "identical" if db is None else f"PSNR {db:.1f} dB"  # noqa: E731  (None: no difference)
+    cost = "; ".join(f"{name} mean {c['mean_abs']:.2f} / max {c['max_abs']:.0f} grey levels, {psnr(c['psnr_db'])}"
                      for name, c in result.precision["vs_float32"].items())
     print(f"export: {result.precision['compute_dtype']} compute vs float32 on the verification images: {cost}",
           file=sys.stderr)
