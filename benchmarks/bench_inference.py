@@ -35,6 +35,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from benchmarks.procstat import peak_rss_mib
 from benchmarks.torch_process import TorchProcess, export_official
 
 flags.DEFINE_list("rows", ["unit:paper", "munit:paper", "ugatit:paper_light", "ugatit:paper"],
@@ -109,13 +110,6 @@ with torch.no_grad():
       hwm = [int(l.split()[1]) for l in status if l.startswith("VmHWM:")]  # the parent's, inherited at fork)
     print(json.dumps({"seconds": seconds, "maxrss_mib": hwm[0] / 1024 if hwm else None}), flush=True)
 '''
-
-
-def peak_rss_mib() -> float:
-  """This process's peak resident set (VmHWM, Linux). Not ru_maxrss: a child started by fork + exec keeps its
-  parent's maxrss there, VmHWM belongs to its own address space."""
-  with open("/proc/self/status", encoding="ascii") as f:
-    return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
 
 
 def saved_model_dir(root: str, family: str, preset: str, dtype: str, size: int) -> str:

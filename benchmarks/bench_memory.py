@@ -26,6 +26,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from benchmarks.procstat import status_mib
+
 flags.DEFINE_string("model", "unit", "Family to train and serve.")
 flags.DEFINE_string("preset", "budget", "Family preset.")
 flags.DEFINE_string("data_dir", None, "ingest's output_dir (domain_a/, domain_b/ TFRecords).")
@@ -42,14 +44,7 @@ FLAGS = flags.FLAGS
 
 def rss_mib(pid: int) -> float | None:
   """Resident set of `pid` in MiB (VmRSS), or None once the process is gone."""
-  try:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("VmRSS:"):
-          return int(line.split()[1]) / 1024.0
-  except (FileNotFoundError, ProcessLookupError):
-    return None
-  return None
+  return status_mib(pid, "VmRSS")
 
 
 class RssSampler:

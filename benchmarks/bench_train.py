@@ -36,6 +36,7 @@ import time
 
 from absl import app, flags
 
+from benchmarks.procstat import peak_rss_mib
 from benchmarks.torch_process import TorchProcess, export_official
 
 flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Families to benchmark.")
@@ -260,16 +261,6 @@ def torch_stepper(family: str, size: int, batch: int, workdir: str) -> TorchProc
          "model": model_config(family, size, batch).to_dict()}
   return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_STEPS[family] + TORCH_LOOP,
                       [os.path.dirname(src), json.dumps(cfg)], workdir)
-
-
-def peak_rss_mib(reset: bool = False) -> float:
-  """This process's peak resident set so far (VmHWM, Linux); reset=True starts a new peak (clear_refs 5)."""
-  with open("/proc/self/status", encoding="ascii") as f:
-    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
-  if reset:
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-      f.write("5")
-  return peak
 
 
 def median(values):
