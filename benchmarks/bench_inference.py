@@ -35,7 +35,9 @@ import time
 import numpy as np
 from absl import app, flags
 
+from benchmarks import profile_ops
 from benchmarks.procstat import peak_rss_mib
+from benchmarks.profile_ops import TORCH_PROFILER
 from benchmarks.torch_process import TorchProcess, export_official
 
 flags.DEFINE_list("rows", ["unit:paper", "munit:paper", "ugatit:paper_light", "ugatit:paper"],
@@ -44,6 +46,8 @@ flags.DEFINE_integer("image_size", 256, "Square input size.")
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.")
 flags.DEFINE_integer("runs", 3, "Alternating timed rounds per row (medians reported).")
 flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes of our SavedModel: float32 and/or bfloat16.")
+flags.DEFINE_integer("profile", 0, "Also trace this many calls of each side (float32 rows) and report what bounds "
+                     "the row (benchmarks/profile_ops.py): kernel time, other ops, share of the ceiling.")
 flags.DEFINE_string("torch_python", os.environ.get("I2I_TORCH_PYTHON", ""),
                     "Python with torch for the official column (default: $I2I_TORCH_PYTHON).")
 flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
@@ -102,7 +106,10 @@ with torch.no_grad():
   fn()
   print(json.dumps({"flops": counter.get_total_flops(), "threads": torch.get_num_threads(),
                     "version": torch.__version__}), flush=True)
-  for line in sys.stdin:  # one timed call per line
+  for line in sys.stdin:  # one timed call per line; "profile N": op self times per call over N traced calls
+    if line.startswith("profile"):
+      print(json.dumps({"ops": profile(fn, int(line.split()[1]))}), flush=True)
+      continue
     start = time.perf_counter()
     fn()
     seconds = time.perf_counter() - start
@@ -156,7 +163,7 @@ def torch_generator(family: str, size: int, batch: int, model_config: dict, work
   if src is None:
     return TorchProcess.unavailable(why)
   cfg = {"family": family, "size": size, "batch": batch, "model": model_config}
-  return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_GENERATORS[family] + TORCH_LOOP,
+  return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_PROFILER + TORCH_GENERATORS[family] + TORCH_LOOP,
                       [src, json.dumps(cfg)], workdir)
 
 
@@ -185,6 +192,12 @@ def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, pat
     if answer:
       theirs.append(answer["seconds"])
       torch_rss = answer["maxrss_mib"]
+  profiled = {}
+  if FLAGS.profile and theirs and dtype == "float32":
+    ours_split = profile_ops.split(profile_ops.tf_profile(
+        lambda n: [[v.numpy() for v in fn(**inputs).values()] for _ in range(n)], FLAGS.profile), "tf")
+    profiled = {"ours_split": ours_split,
+                "torch_split": profile_ops.split(torch.request(f"profile {FLAGS.profile}")["ops"], "torch")}
   torch.close()
   rss_ours = peak_rss_mib()
   flops = torch.info.get("flops")
@@ -202,7 +215,8 @@ def measure_row(family: str, preset: str, dtype: str, size: int, batch: int, pat
           "torch_s": statistics.median(theirs) if theirs else None, "torch_runs": theirs, "torch_why": torch.why,
           "ceiling_gflops": 2.0 * MATMUL_N ** 3 / statistics.median(ceiling) / 1e9,
           "flops": flops, "flops_source": flops_source, "ours_maxrss_mib": rss_ours, "torch_maxrss_mib": torch_rss,
-          "torch_threads": torch.info.get("threads"), "tf_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+          "torch_threads": torch.info.get("threads"), "tf_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+          **profiled}
 
 
 def output_difference(family: str, preset: str, size: int) -> dict:
@@ -228,6 +242,13 @@ def output_difference(family: str, preset: str, size: int) -> dict:
           "psnr_db": float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)}
 
 
+def with_bound(row: dict) -> dict:
+  """The row with profile_ops.bound's fields (from its medians, FLOPs, ceiling and both sides' op time splits)."""
+  return {**row, "bound_ours_s": row["ours_s"], "bound_torch_s": row["torch_s"],
+          "bound_detail": profile_ops.bound(row["ours_s"], row["torch_s"], row["ours_split"], row["torch_split"],
+                                            row["flops"], row["ceiling_gflops"])}
+
+
 def format_table(rows: list, diffs: dict, size: int, runs: int) -> str:
   """The Markdown tables (speed, memory and FLOPs per row; the bfloat16 output difference per family)."""
   lines = []
@@ -250,6 +271,10 @@ def format_table(rows: list, diffs: dict, size: int, runs: int) -> str:
     out(f"torch column skipped: {why}")
   if {r["flops_source"] for r in rows} != {"official (torch FlopCounterMode)"}:
     out("FLOPs: some rows count our traced graph (no torch): an algorithmic saving of ours is not visible there")
+  profiled = [with_bound(r) for r in rows if r.get("ours_split")]
+  if profiled:
+    out("\nWhat bounds each float32 row (benchmarks/profile_ops.py; ms per batch):")
+    out(profile_ops.format_bound_table(profiled, lambda r: f"{r['family']} ({r['preset']}) b{r['batch']}"))
   if diffs:
     out("\n| family (preset) | bfloat16 vs float32: mean abs (of 255) | max abs | PSNR dB |\n|---|---|---|---|")
     for spec, d in diffs.items():
@@ -260,7 +285,7 @@ def format_table(rows: list, diffs: dict, size: int, runs: int) -> str:
 def _child(argv: list) -> str:
   proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_inference", *argv,
                          f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}",
-                         f"--runs={FLAGS.runs}"], capture_output=True, text=True)
+                         f"--runs={FLAGS.runs}", f"--profile={FLAGS.profile}"], capture_output=True, text=True)
   if proc.returncode:
     raise RuntimeError(f"{argv[0]} failed:\n" + "\n".join(proc.stderr.strip().splitlines()[-8:]))
   return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""

@@ -36,7 +36,9 @@ import time
 
 from absl import app, flags
 
+from benchmarks import profile_ops
 from benchmarks.procstat import peak_rss_mib
+from benchmarks.profile_ops import TORCH_PROFILER
 from benchmarks.torch_process import TorchProcess, export_official
 
 flags.DEFINE_list("models", ["unit", "munit", "ugatit"], "Families to benchmark.")
@@ -48,6 +50,9 @@ flags.DEFINE_integer("warmup", 1, "Untimed steps first (tracing/compilation, all
 flags.DEFINE_boolean("jit", True, "Also time the XLA-compiled (--jit_compile) TF step.")
 flags.DEFINE_boolean("bfloat16", False, "Also time our step under --mixed_precision (bfloat16 compute, float32 "
                      "variables), alternating with torch like the float32 column.")
+flags.DEFINE_boolean("profile", False, "Also trace --profile_steps steps of each side (float32) and report what "
+                     "bounds the row (benchmarks/profile_ops.py): kernel time, other ops, official FLOPs, ceiling.")
+flags.DEFINE_integer("profile_steps", 2, "Traced steps per side with --profile (and in profile_train).")
 flags.DEFINE_string("torch_python", os.environ.get("I2I_TORCH_PYTHON", ""),
                     "Python with torch for the reference column (default: $I2I_TORCH_PYTHON).")
 flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
@@ -240,6 +245,15 @@ TORCH_LOOP = r'''for _ in range(warmup):
   step()
 print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
 for line in sys.stdin:  # one burst per line: the number of steps; answers with their seconds
+  if line.startswith("profile"):  # "profile N": op self times per step over N traced steps
+    print(json.dumps({"ops": profile(step, int(line.split()[1]))}), flush=True)
+    continue
+  if line.startswith("flops"):  # FLOPs of one step (forward and backward), torch's FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+      step()
+    print(json.dumps({"flops": counter.get_total_flops()}), flush=True)
+    continue
   start = time.perf_counter()
   for _ in range(int(line)):
     step()
@@ -259,7 +273,7 @@ def torch_stepper(family: str, size: int, batch: int, workdir: str) -> TorchProc
     return TorchProcess.unavailable(why)
   cfg = {"family": family, "size": size, "batch": batch, "warmup": FLAGS.warmup,
          "model": model_config(family, size, batch).to_dict()}
-  return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_STEPS[family] + TORCH_LOOP,
+  return TorchProcess(FLAGS.torch_python, TORCH_PRELUDE + TORCH_PROFILER + TORCH_STEPS[family] + TORCH_LOOP,
                       [os.path.dirname(src), json.dumps(cfg)], workdir)
 
 
@@ -284,9 +298,11 @@ def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, list[st
       answer = torch.request(str(FLAGS.steps))
       torch_rates.append(FLAGS.steps / answer["seconds"] if answer else None)
       row["torch_peak_rss_mib"] = answer.get("peak_rss_mib") if answer else None
-    free_tf()
     key = "tf" if dtype == "float32" else "tf_bf16"
     row[key], row[f"{key}_bursts"] = median(tf_rates), tf_rates
+    if FLAGS.profile and dtype == "float32":
+      profile_row(row, run_tf, torch, median([r for r in torch_rates if r]))
+    free_tf()
     row[f"{key}_peak_rss_mib"] = peak_rss_mib(reset=True)
   torch.close()
   row["torch"], row["torch_bursts"] = median(torch_rates), torch_rates
@@ -302,11 +318,27 @@ def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, list[st
   return row, notes
 
 
+def profile_row(row: dict, run_tf, torch: TorchProcess, torch_rate: float | None) -> None:
+  """--profile: both sides' op time split (kernels / other), the official FLOPs of a step, the matmul ceiling and
+  the bound (benchmarks/profile_ops.py) into `row`."""
+  from benchmarks.ceiling import matmul_ceiling  # pylint: disable=import-outside-toplevel
+  if not torch_rate:
+    return
+  row["ours_split"] = profile_ops.split(profile_ops.tf_profile(run_tf, FLAGS.profile_steps), "tf")
+  row["torch_split"] = profile_ops.split(torch.request(f"profile {FLAGS.profile_steps}")["ops"], "torch")
+  row["flops"] = torch.request("flops")["flops"]
+  row["ceiling_gflops"] = matmul_ceiling(runs=3)
+  row["bound_ours_s"], row["bound_torch_s"] = 1 / row["tf"], 1 / torch_rate
+  row["bound_detail"] = profile_ops.bound(row["bound_ours_s"], row["bound_torch_s"], row["ours_split"],
+                                         row["torch_split"], row["flops"], row["ceiling_gflops"])
+
+
 def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, list[str]]:
   """measure() in a fresh process: memory freed between rows (in one process the grid grew past 20 GB)."""
   argv = [sys.executable, "-m", "benchmarks.bench_train", f"--row={family},{size},{batch}",
           f"--steps={FLAGS.steps}", f"--rounds={FLAGS.rounds}", f"--warmup={FLAGS.warmup}",
-          f"--{'' if FLAGS.jit else 'no'}jit", f"--{'' if FLAGS.bfloat16 else 'no'}bfloat16", f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}"]
+          f"--{'' if FLAGS.jit else 'no'}jit", f"--{'' if FLAGS.bfloat16 else 'no'}bfloat16", f"--{'' if FLAGS.profile else 'no'}profile",
+          f"--profile_steps={FLAGS.profile_steps}", f"--torch_python={FLAGS.torch_python}", f"--mirrors={FLAGS.mirrors}"]
   proc = subprocess.run(argv, capture_output=True, text=True)
   if proc.returncode:
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
@@ -341,6 +373,9 @@ def main(argv):
           f"{num(r.get('tf_bf16'))} | {num(r.get('torch'))} | {ratio('tf')} | {ratio('tf_bf16')} | "
           f"{num(r.get('tf_peak_rss_mib'), '.0f')} | {num(r.get('tf_bf16_peak_rss_mib'), '.0f')} | "
           f"{num(r.get('torch_peak_rss_mib'), '.0f')} |")
+  if FLAGS.profile:
+    print("\nWhat bounds each row (float32; benchmarks/profile_ops.py; ms per step):")
+    print(profile_ops.format_bound_table(rows, lambda r: f"{r['model']} {r['size']}/{r['batch']}"))
   for note in sorted(notes):
     print("note:", note)
   if FLAGS.json:
