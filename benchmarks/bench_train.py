@@ -59,6 +59,7 @@ flags.DEFINE_string("mirrors", os.environ.get("I2I_OFFICIAL_REPOS", ""),
                     "Directory holding the official repositories (default: $I2I_OFFICIAL_REPOS; see "
                     "benchmarks/official/source.py).")
 flags.DEFINE_string("json", "", "Optional path for the result rows as JSON.")
+flags.DEFINE_string("render", "", "Print the tables of an earlier run's --json file and exit.")
 flags.DEFINE_string("row", "", "Internal: measure one 'model,size,batch' in this process and print it as JSON.")
 FLAGS = flags.FLAGS
 
@@ -347,6 +348,24 @@ def measure_in_subprocess(family: str, size: int, batch: int) -> tuple[dict, lis
   return result["row"], result["notes"]
 
 
+def format_table(rows: list) -> str:
+  """The Markdown table of the rows; with profiled rows (--profile) also what bounds each of them."""
+  num = lambda v, spec=".3f": format(v, spec) if v else "-"  # noqa: E731
+  lines = ["| model | size | batch | ours steps/s | ours + XLA | ours bfloat16 | official torch | ours / torch "
+           "| bfloat16 / torch | ours peak RSS MiB | bf16 peak RSS MiB | torch peak RSS MiB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    ratio = lambda key: f"**{r[key] / r['torch']:.2f}**" if r.get(key) and r.get("torch") else "-"  # noqa: E731
+    lines.append(f"| {r['model']} | {r['size']} | {r['batch']} | {num(r.get('tf'))} | {num(r.get('tf_xla'))} | "
+                 f"{num(r.get('tf_bf16'))} | {num(r.get('torch'))} | {ratio('tf')} | {ratio('tf_bf16')} | "
+                 f"{num(r.get('tf_peak_rss_mib'), '.0f')} | {num(r.get('tf_bf16_peak_rss_mib'), '.0f')} | "
+                 f"{num(r.get('torch_peak_rss_mib'), '.0f')} |")
+  if any(r.get("bound_detail") for r in rows):
+    lines += ["", "What bounds each row (float32; benchmarks/profile_ops.py; ms per step):",
+              profile_ops.format_bound_table(rows, lambda r: f"{r['model']} {r['size']}/{r['batch']}")]
+  return "\n".join(lines)
+
+
 def main(argv):
   """Runs every configuration (each in its own process) and prints the table."""
   del argv
@@ -354,6 +373,10 @@ def main(argv):
     family, size, batch = FLAGS.row.split(",")
     row, notes = measure(family, int(size), int(batch), tempfile.mkdtemp(prefix="bench_train_torch_"))
     print(json.dumps({"row": row, "notes": notes}))
+    return
+  if FLAGS.render:
+    with open(FLAGS.render, encoding="utf-8") as f:
+      print(format_table(json.load(f)))
     return
   rows, notes = [], set()
   for family in FLAGS.models:
@@ -363,19 +386,7 @@ def main(argv):
         notes.update(row_notes)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-  num = lambda v, spec=".3f": format(v, spec) if v else "-"  # noqa: E731
-  print("| model | size | batch | ours steps/s | ours + XLA | ours bfloat16 | official torch | ours / torch "
-        "| bfloat16 / torch | ours peak RSS MiB | bf16 peak RSS MiB | torch peak RSS MiB |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-  for r in rows:
-    ratio = lambda key: f"**{r[key] / r['torch']:.2f}**" if r.get(key) and r.get("torch") else "-"  # noqa: E731
-    print(f"| {r['model']} | {r['size']} | {r['batch']} | {num(r.get('tf'))} | {num(r.get('tf_xla'))} | "
-          f"{num(r.get('tf_bf16'))} | {num(r.get('torch'))} | {ratio('tf')} | {ratio('tf_bf16')} | "
-          f"{num(r.get('tf_peak_rss_mib'), '.0f')} | {num(r.get('tf_bf16_peak_rss_mib'), '.0f')} | "
-          f"{num(r.get('torch_peak_rss_mib'), '.0f')} |")
-  if FLAGS.profile:
-    print("\nWhat bounds each row (float32; benchmarks/profile_ops.py; ms per step):")
-    print(profile_ops.format_bound_table(rows, lambda r: f"{r['model']} {r['size']}/{r['batch']}"))
+  print(format_table(rows))
   for note in sorted(notes):
     print("note:", note)
   if FLAGS.json:

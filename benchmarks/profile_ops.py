@@ -127,23 +127,23 @@ def bound(ours_s: float, torch_s: float, ours: dict, theirs: dict, flops: float 
 
 
 def format_bound_table(rows: list, label) -> str:
-  """Markdown: per row, each side's wall and kernel time, the kernels' share of the ceiling and the bound."""
+  """Markdown: per row, each side's wall, kernel and other time, the kernels' share of the ceiling and the bound."""
   pct = lambda v: f"{100 * v:.0f}%" if v is not None else "-"  # noqa: E731
-  cut = lambda v: "impossible (kernels alone too slow)" if v is None else pct(v)  # noqa: E731
-  lines = ["| row | torch ms | torch kernels ms (share) | ours ms | ours kernels ms (share) | ours other ms | "
-           f"torch kernels / ours | kernels % of ceiling, torch / ours | ours / torch now | bound | to reach {TARGET}x, our "
-           "other ops must shrink by | ours' largest other ops (ms) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  cut = lambda v: "impossible (our kernels alone are too slow)" if v is None else pct(v)  # noqa: E731
+  lines = ["| row | ms, torch / ours | ours / torch now | kernels ms, torch / ours (share of each side) | other ms, "
+           f"torch / ours | kernels' GFLOP/s as % of ceiling, torch / ours | bound | to reach {TARGET}x, our other "
+           "ops must shrink by | ours' largest other ops (ms, summed over threads) |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     b = r.get("bound_detail")
     if not b:
       continue
     others = ", ".join(f"{op.split('/')[-1]} {ms:.0f}" for op, ms in r["ours_split"]["other_top"])
     lines.append(
-        f"| {label(r)} | {1e3 * r['bound_torch_s']:.0f} | {1e3 * b['torch_kernel_s']:.0f} "
-        f"({pct(r['torch_split']['kernel_share'])}) | {1e3 * r['bound_ours_s']:.0f} | {1e3 * b['ours_kernel_s']:.0f} "
-        f"({pct(r['ours_split']['kernel_share'])}) | {1e3 * b['ours_other_s']:.0f} | {b['kernel_ratio']:.2f} | "
-        f"{pct(b.get('torch_kernel_of_ceiling'))} / {pct(b.get('ours_kernel_of_ceiling'))} | "
-        f"{r['bound_torch_s'] / r['bound_ours_s']:.2f} | **{b['bound']:.2f}** | {cut(b['other_cut_needed'])} | "
-        f"{others} |")
+        f"| {label(r)} | {1e3 * r['bound_torch_s']:.0f} / {1e3 * r['bound_ours_s']:.0f} | "
+        f"{r['bound_torch_s'] / r['bound_ours_s']:.2f} | {1e3 * b['torch_kernel_s']:.0f} / "
+        f"{1e3 * b['ours_kernel_s']:.0f} ({pct(r['torch_split']['kernel_share'])} / "
+        f"{pct(r['ours_split']['kernel_share'])}) | {1e3 * b['torch_other_s']:.0f} / {1e3 * b['ours_other_s']:.0f} | "
+        f"{pct(b.get('torch_kernel_of_ceiling'))} / {pct(b.get('ours_kernel_of_ceiling'))} | **{b['bound']:.2f}** | "
+        f"{cut(b['other_cut_needed'])} | {others} |")
   return "\n".join(lines)

@@ -7,6 +7,9 @@ never from another implementation.
 
 from __future__ import annotations
 
+import os
+import platform
+
 import keras
 import numpy as np
 import pytest
@@ -298,7 +301,43 @@ def _assert_conv_matches_numpy(conv, shape, kernel, strides):
                                           ((3, 8, 10, 16), (5, 3, 16, 2)), ((1, 6, 6, 4), (1, 1, 4, 3))])
 @pytest.mark.parametrize("forward_dx", [True, False])
 def test_conv2d_valid_values_and_gradients_match_the_direct_convolution(shape, kernel, forward_dx):
-  _assert_conv_matches_numpy(lambda x, w: L.conv2d_valid(x, w, forward_dx=forward_dx), shape, kernel, (1, 1))
+  # The rewritten gradients (native=False: what runs without oneDNN), both input-gradient forms.
+  _assert_conv_matches_numpy(lambda x, w: L.conv2d_valid(x, w, forward_dx=forward_dx, native=False), shape, kernel,
+                             (1, 1))
+
+
+def _gradient_op_types(conv):
+  x, w = tf.zeros([1, 8, 8, 4]), tf.zeros([3, 3, 4, 2])
+
+  @tf.function
+  def grads(x, w):
+    with tf.GradientTape() as tape:
+      tape.watch([x, w])
+      y = conv(x, w)
+    return tape.gradient(y, [x, w])
+
+  return {op.type for op in grads.get_concrete_function(x, w).graph.get_operations()}
+
+
+def test_conv2d_valid_keeps_tensorflows_gradients_when_onednn_computes_them(monkeypatch):
+  # oneDNN (on by default in x86 TensorFlow) has fast stride-1 gradient kernels; without it the rewrite runs.
+  monkeypatch.setattr(conv_lib, "NATIVE_STRIDE1_GRADIENTS", True)
+  native = _gradient_op_types(L.conv2d_valid)
+  assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= native
+  monkeypatch.setattr(conv_lib, "NATIVE_STRIDE1_GRADIENTS", False)
+  rewritten = _gradient_op_types(L.conv2d_valid)
+  assert "Conv2DBackpropFilter" not in rewritten and "Transpose" in rewritten
+
+
+def test_onednn_enabled_follows_the_environment_switch():
+  # This process: oneDNN is on unless TF_ENABLE_ONEDNN_OPTS=0 (x86 TensorFlow >= 2.9); a child with it off says so.
+  import subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+  code = "from models.layers.conv import onednn_enabled; print(onednn_enabled())"
+  off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert off.stdout.strip().splitlines()[-1] == "False"
+  if platform.machine() in ("x86_64", "AMD64"):
+    assert conv_lib.onednn_enabled() is (os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0")
 
 
 @pytest.mark.parametrize("shape,kernel,strides", [((2, 4, 4, 6), (3, 3, 6, 5), (2, 2)),   # UNIT D's last convs

@@ -76,5 +76,5 @@ def test_format_bound_table_row():
   row["bound_detail"] = profile_ops.bound(1.0, 1.05, row["ours_split"], row["torch_split"], None, None)
   table = profile_ops.format_bound_table([row, {"no": "profile"}], lambda r: "munit 64/1").splitlines()
   assert len(table) == 3
-  assert table[2] == ("| munit 64/1 | 1050 | 945 (90%) | 1000 | 800 (80%) | 200 | 1.18 | - / - | 1.05 | **1.31** | "
-                      "impossible (kernels alone too slow) | MirrorPad 12 |")
+  assert table[2] == ("| munit 64/1 | 1050 / 1000 | 1.05 | 945 / 800 (90% / 80%) | 105 / 200 | - / - | **1.31** | "
+                      "impossible (our kernels alone are too slow) | MirrorPad 12 |")

@@ -1,6 +1,13 @@
 """'Valid' 2-D convolutions whose gradients avoid TensorFlow's slow CPU gradient kernels.
 
-TensorFlow's CPU kernels for the convolution gradients (`Conv2DBackpropInput`, `Conv2DBackpropFilter`)
+Which kernels are slow depends on the build. With oneDNN (TensorFlow's default on x86 since 2.9; `onednn_enabled`)
+the stride-1 gradient kernels are fast: fwd + both gradients of this project's stride-1 convolutions measured
+0.43-1.06x the time of the forward-convolution gradients below (2026-12-02, 2-core AVX512 CPU; e.g. a 3x3 256 -> 256
+conv on 32x32 at batch 4, 72 vs 157 ms), so `conv2d_valid` keeps TensorFlow's own gradients there. Without oneDNN
+(`TF_ENABLE_ONEDNN_OPTS=0`, other CPUs) it uses the rewrite below. The strided small-output case
+(`conv2d_patches`) stays faster with oneDNN as well (1.3-3.4x, same measurement).
+
+TensorFlow's Eigen CPU kernels for the convolution gradients (`Conv2DBackpropInput`, `Conv2DBackpropFilter`)
 materialize an im2col buffer and scatter it back (col2im); for large images or few output channels they are
 several times slower than the forward `Conv2D` kernel (measured on this project's 2-core CPU: the MUNIT
 decoder's 5x5 conv 128 -> 64 at 68x68, backprop input 43 ms vs 14 ms; its 7x7 conv 64 -> 3, 26 ms vs 2 ms).
@@ -36,6 +43,20 @@ MIN_INPUT_CHANNELS = 16
 # faster (fwd + both gradients) up to 8x8 outputs, slower from 16x16 (the patch matrix grows kh kw / s^2 times
 # the input, and its gradient is a sparse scatter).
 MAX_PATCH_OUTPUT_PIXELS = 8 * 8
+
+
+def onednn_enabled() -> bool:
+  """Whether TensorFlow runs its CPU kernels through oneDNN in this process (x86 builds by default since TF 2.9;
+  `TF_ENABLE_ONEDNN_OPTS=0` turns it off)."""
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  return bool(getattr(_pywrap_util_port, "IsMklEnabled", lambda: False)())
+
+
+# Stride-1 convolutions keep TensorFlow's own gradients when oneDNN computes them (see the module docstring).
+NATIVE_STRIDE1_GRADIENTS = onednn_enabled()
 
 
 def forward_input_gradient(input_shape, kernel_shape) -> bool:
@@ -83,14 +104,17 @@ def _make_conv(forward_dx: bool):
 _CONV_FORWARD_DX, _CONV_NATIVE_DX = _make_conv(True), _make_conv(False)
 
 
-def conv2d_valid(x, kernel, forward_dx: bool | None = None, native: bool = False):
+def conv2d_valid(x, kernel, forward_dx: bool | None = None, native: bool | None = None):
   """Stride-1 'valid' convolution `[B, H, W, Ci]` x `[kh, kw, Ci, Co]` -> `[B, H - kh + 1, W - kw + 1, Co]`.
 
-  Same values as `tf.nn.conv2d(x, kernel, 1, "VALID")` and the same (exact) gradients, computed as above:
-  the filter gradient always by a forward convolution (1x1 kernels: TensorFlow's own), the input gradient as
-  `forward_input_gradient` decides (or `forward_dx`). `native=True` is plain tf.nn.conv2d (for tests).
+  Same values as `tf.nn.conv2d(x, kernel, 1, "VALID")` and the same (exact) gradients. `native` (default:
+  NATIVE_STRIDE1_GRADIENTS, i.e. oneDNN is on) is plain tf.nn.conv2d with TensorFlow's gradient kernels; otherwise
+  as above: the filter gradient by a forward convolution (1x1 kernels: TensorFlow's own), the input gradient as
+  `forward_input_gradient` decides (or `forward_dx`).
   """
   kernel = tf.cast(tf.convert_to_tensor(kernel), x.dtype)  # a value, not a variable, for tf.custom_gradient
+  if native is None:
+    native = NATIVE_STRIDE1_GRADIENTS
   if native or (kernel.shape[0] == 1 and kernel.shape[1] == 1):
     return tf.nn.conv2d(x, kernel, 1, "VALID")
   if forward_dx is None:
@@ -150,7 +174,8 @@ def use_patches(input_shape, kernel_shape, strides) -> bool:
 @keras.saving.register_keras_serializable(package="i2i")
 class FastConv2D(keras.layers.Conv2D):
   """keras.layers.Conv2D (same weights, same outputs) with faster CPU gradients for 'valid' convolutions:
-  stride 1 through conv2d_valid, strided ones with small outputs through conv2d_patches.
+  stride 1 through conv2d_valid (TensorFlow's own gradients when oneDNN is on), strided ones with small outputs
+  through conv2d_patches.
 
   Every other configuration (larger strided outputs, 'same' padding, dilation, groups, channels_first) is
   Keras' own.
