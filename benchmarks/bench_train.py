@@ -302,7 +302,7 @@ def measure(family: str, size: int, batch: int, src: str) -> tuple[dict, list[st
     key = "tf" if dtype == "float32" else "tf_bf16"
     row[key], row[f"{key}_bursts"] = median(tf_rates), tf_rates
     if FLAGS.profile and dtype == "float32":
-      profile_row(row, run_tf, torch, median([r for r in torch_rates if r]))
+      profile_row(row, run_tf, torch, median(torch_rates))
     free_tf()
     row[f"{key}_peak_rss_mib"] = peak_rss_mib(reset=True)
   torch.close()
