@@ -205,3 +205,35 @@ def test_train_step_under_mixed_float16_with_loss_scaling():
     assert not [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
   finally:
     keras.mixed_precision.set_global_policy("float32")
+
+
+def _record_calls(layer, log: list, name: str):
+  """Wraps layer.call (the instance attribute Keras' __call__ reaches) to log (name, batch size) per call."""
+  original = layer.call
+
+  def call(inputs, *args, **kwargs):
+    first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    log.append((name, int(first.shape[0])))
+    return original(inputs, *args, **kwargs)
+
+  layer.call = call
+
+
+def test_train_step_encodes_the_real_images_once_and_decodes_pairs_in_one_call():
+  # trainer.py encodes x_a, x_b in dis_update and again in gen_update; the generator weights are the same in
+  # both, so ours encodes them once, and each decoder runs its reconstruction and its translation as one
+  # batch of 2B. Per generator and iteration: content encoder on x (B) and on the translation (B); decoder
+  # on the D step's translation (B), then on the stacked pair (2B); style encoder on x and the translation.
+  keras.utils.set_random_seed(0)
+  config = models.get_config("munit", "tiny")
+  model = FAMILY.build_model(config)
+  gen_opt, dis_opt = FAMILY.build_optimizers(config)
+  log = []
+  for gen, d in ((model.gen_a, "a"), (model.gen_b, "b")):
+    for part in ("content_encoder", "style_encoder", "decoder"):
+      _record_calls(getattr(gen, part), log, f"{part}_{d}")
+  FAMILY.train_step(model, gen_opt, dis_opt, _images(3), _images(3, seed=1), 3)
+  for d in ("a", "b"):
+    assert [b for n, b in log if n == f"content_encoder_{d}"] == [3, 3]
+    assert [b for n, b in log if n == f"style_encoder_{d}"] == [3, 3]
+    assert [b for n, b in log if n == f"decoder_{d}"] == [3, 6]

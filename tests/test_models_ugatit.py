@@ -437,3 +437,27 @@ def test_config_round_trip_and_validation():
     UGATITConfig(lr_policy="step")
   with pytest.raises(dataclasses.FrozenInstanceError):
     config.ch = 3
+
+
+def test_train_step_runs_each_generator_twice_translation_and_identity_stacked():
+  # UGATIT.train runs genA2B(real_A) in the D step and again in the G step with the same weights; ours runs it
+  # once, and stacks each generator's translation with its identity mapping: genA2B on [real_A; real_B]
+  # (2B), then on fake_B2A (B) for the cycle; the same for genB2A.
+  keras.utils.set_random_seed(3)
+  config = dataclasses.replace(PRESETS["tiny"], n_res=1)
+  model = FAMILY.build_model(config)
+  gen_opt, dis_opt = FAMILY.build_optimizers(config)
+  log = []
+  for gen in (model.gen_a2b, model.gen_b2a):
+    original = gen.call
+
+    def call(x, *args, _name=gen.name, _original=original, **kwargs):
+      log.append((_name, int(x.shape[0])))
+      return _original(x, *args, **kwargs)
+
+    gen.call = call
+  x_a = tf.random.uniform([3, 32, 32, 3], -1, 1, seed=6)
+  x_b = tf.random.uniform([3, 32, 32, 3], -1, 1, seed=7)
+  FAMILY.train_step(model, gen_opt, dis_opt, x_a, x_b, global_batch_size=3)
+  for gen in (model.gen_a2b, model.gen_b2a):
+    assert [b for n, b in log if n == gen.name] == [6, 3], log

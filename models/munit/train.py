@@ -35,6 +35,23 @@ def draw_prior_styles(model, batch, seed=None) -> PriorStyles:
                        for i in range(4)))
 
 
+def _decode_pair(gen, first, second):
+  """gen.decode of two (content, style) batches in one call on their concatenation -> the two images.
+
+  Under mixed precision an encoded style is in the compute dtype and a prior style in float32; the MLP casts
+  its input to the compute dtype anyway, so the pair is stacked in the first one's dtype.
+  """
+  content, style = (tf.concat([a, tf.cast(b, a.dtype)], axis=0) for a, b in zip(first, second))
+  return tf.split(gen.decode(content, style, training=True), 2, axis=0)
+
+
+def _lsgan_discriminator_loss(dis, real, fake):
+  """LSGAN D loss `[B]` of one multi-scale discriminator, real and fake scored in one call on their
+  concatenation (MUNIT's discriminator has no normalization: every sample is scored on its own)."""
+  real_out, fake_out = zip(*(tf.split(out, 2, axis=0) for out in dis(tf.concat([real, fake], 0), training=True)))
+  return losses.lsgan_discriminator_loss(list(real_out), list(fake_out))
+
+
 def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict:
   """One MUNIT iteration (`train_step_with_styles`) with its prior styles drawn from `seed` (`draw_prior_styles`)."""
   styles = draw_prior_styles(model, tf.shape(x_a)[0], seed)
@@ -65,27 +82,29 @@ def train_step_with_styles(model, gen_optimizer, dis_optimizer, x_a, x_b, global
   def mean(per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
-  # 1. Discriminator update (generator outputs are constants here).
-  s_a, s_b = styles.dis_s_a, styles.dis_s_b
-  c_a, c_b = gen_a.content_encoder(x_a, training=True), gen_b.content_encoder(x_b, training=True)
-  x_ba = tf.stop_gradient(gen_a.decode(c_b, s_a, training=True))
-  x_ab = tf.stop_gradient(gen_b.decode(c_a, s_b, training=True))
-  with tf.GradientTape() as tape:
-    dis_loss_a = mean(losses.lsgan_discriminator_loss(dis_a(x_a, training=True), dis_a(x_ba, training=True)))
-    dis_loss_b = mean(losses.lsgan_discriminator_loss(dis_b(x_b, training=True), dis_b(x_ab, training=True)))
-    dis_total = cfg.gan_w * dis_loss_a + cfg.gan_w * dis_loss_b
-    scaled = dis_optimizer.scale_loss(dis_total)
-  minimize(tape, scaled, dis_optimizer, model.discriminator_variables)
-
-  # 2. Generator update.
-  s_a, s_b = styles.gen_s_a, styles.gen_s_b
+  # The real images' codes. The discriminator update changes no generator weight and the encoders are
+  # deterministic, so dis_update's c_a, c_b are gen_update's: encoded once, inside the generator's tape.
   with tf.GradientTape() as tape:
     c_a, s_a_prime = gen_a.encode(x_a, training=True)
     c_b, s_b_prime = gen_b.encode(x_b, training=True)
-    x_a_recon = gen_a.decode(c_a, s_a_prime, training=True)
-    x_b_recon = gen_b.decode(c_b, s_b_prime, training=True)
-    x_ba = gen_a.decode(c_b, s_a, training=True)
-    x_ab = gen_b.decode(c_a, s_b, training=True)
+
+  # 1. Discriminator update (the generator's tape is closed: generator outputs are constants here).
+  x_ba = tf.stop_gradient(gen_a.decode(c_b, styles.dis_s_a, training=True))
+  x_ab = tf.stop_gradient(gen_b.decode(c_a, styles.dis_s_b, training=True))
+  with tf.GradientTape() as dis_tape:
+    dis_loss_a = mean(_lsgan_discriminator_loss(dis_a, x_a, x_ba))
+    dis_loss_b = mean(_lsgan_discriminator_loss(dis_b, x_b, x_ab))
+    dis_total = cfg.gan_w * dis_loss_a + cfg.gan_w * dis_loss_b
+    scaled = dis_optimizer.scale_loss(dis_total)
+  minimize(dis_tape, scaled, dis_optimizer, model.discriminator_variables)
+
+  # 2. Generator update, on the tape that holds the codes. Each generator decodes its within-domain
+  # reconstruction and its cross-domain translation in one call on the two batches stacked (every layer is per
+  # sample: the same values; at batch 1 the convolutions run at twice the rows, where oneDNN is faster).
+  s_a, s_b = styles.gen_s_a, styles.gen_s_b
+  with tape:
+    x_a_recon, x_ba = _decode_pair(gen_a, (c_a, s_a_prime), (c_b, s_a))
+    x_b_recon, x_ab = _decode_pair(gen_b, (c_b, s_b_prime), (c_a, s_b))
     c_b_recon, s_a_recon = gen_a.encode(x_ba, training=True)
     c_a_recon, s_b_recon = gen_b.encode(x_ab, training=True)
     terms = {

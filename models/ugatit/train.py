@@ -50,15 +50,23 @@ def _generator_adversarial_loss(dis_global, dis_local, fake: tf.Tensor) -> tf.Te
   return tf.add_n(total)
 
 
+def _translate_pair(gen, first: tf.Tensor, second: tf.Tensor):
+  """gen on two batches in one call on their concatenation -> ((image, image), (cam_logit, cam_logit))."""
+  images, cam_logits, _ = gen(tf.concat([first, second], axis=0), training=True)
+  return tf.split(images, 2, axis=0), tf.split(cam_logits, 2, axis=0)
+
+
 def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b: tf.Tensor,
                global_batch_size: int, seed=None) -> dict:  # pylint: disable=unused-argument
   """One U-GAT-IT iteration on one replica: D update, then G update (UGATIT-pytorch `UGATIT.train`).
 
   Plan:
-    1. fake_A2B, fake_B2A from the generators (no generator gradient in the D step).
+    1. fake_A2B, fake_B2A and the identities fake_A2A, fake_B2B with their CAM logits, on the G step's tape
+       (the D step sees the translations as constants; it changes no generator weight, so they are the ones
+       the reference's D step computes).
     2. D step (own tape): LSGAN on logits and CAM logits of the global and local discriminators, both domains.
-    3. G step (own tape): translations, cycles, identities and their CAM logits; adversarial (4 LSGAN terms
-       per direction), cycle L1, identity L1 and CAM BCE terms.
+    3. G step (the tape of 1): cycles; adversarial (4 LSGAN terms per direction), cycle L1, identity L1 and CAM
+       BCE terms.
     4. rho of every AdaLIN/ILN is clipped to [0, 1] by its RhoClipper constraint, which the generator
        optimizer applies right after its update.
 
@@ -77,27 +85,28 @@ def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b:
   cfg = model.config
   avg = lambda per_example: _average(per_example, global_batch_size)  # noqa: E731
 
-  # 1. Translations for the discriminator step.
-  fake_a2b, _, _ = model.gen_a2b(x_a, training=True)
-  fake_b2a, _, _ = model.gen_b2a(x_b, training=True)
-  fake_a2b, fake_b2a = tf.stop_gradient(fake_a2b), tf.stop_gradient(fake_b2a)
-
-  # 2. Discriminator step.
+  # 1. Translations and identities, on the generator's tape. The discriminator step changes no generator
+  # weight and the generators are deterministic, so the D step's fake_A2B, fake_B2A are the G step's: computed
+  # once. Each generator runs its translation and its identity mapping in one call on the two batches stacked
+  # (every layer, CAM and AdaLIN statistics included, is per sample: the same values).
   with tf.GradientTape() as tape:
-    d_loss_a = avg(cfg.adv_weight * _discriminator_loss(model.dis_global_a, model.dis_local_a, x_a, fake_b2a))
-    d_loss_b = avg(cfg.adv_weight * _discriminator_loss(model.dis_global_b, model.dis_local_b, x_b, fake_a2b))
+    (fake_a2b, fake_b2b), (fake_a2b_cam_logit, fake_b2b_cam_logit) = _translate_pair(model.gen_a2b, x_a, x_b)
+    (fake_b2a, fake_a2a), (fake_b2a_cam_logit, fake_a2a_cam_logit) = _translate_pair(model.gen_b2a, x_b, x_a)
+
+  # 2. Discriminator step (the generator's tape is closed: the translations are constants here).
+  with tf.GradientTape() as dis_tape:
+    d_loss_a = avg(cfg.adv_weight * _discriminator_loss(model.dis_global_a, model.dis_local_a, x_a,
+                                                        tf.stop_gradient(fake_b2a)))
+    d_loss_b = avg(cfg.adv_weight * _discriminator_loss(model.dis_global_b, model.dis_local_b, x_b,
+                                                        tf.stop_gradient(fake_a2b)))
     d_loss = d_loss_a + d_loss_b
     scaled_d_loss = dis_optimizer.scale_loss(d_loss)
-  minimize(tape, scaled_d_loss, dis_optimizer, model.discriminator_variables)
+  minimize(dis_tape, scaled_d_loss, dis_optimizer, model.discriminator_variables)
 
-  # 3. Generator step.
-  with tf.GradientTape() as tape:
-    fake_a2b, fake_a2b_cam_logit, _ = model.gen_a2b(x_a, training=True)
-    fake_b2a, fake_b2a_cam_logit, _ = model.gen_b2a(x_b, training=True)
+  # 3. Generator step, on the tape that holds the translations.
+  with tape:
     fake_a2b2a, _, _ = model.gen_b2a(fake_a2b, training=True)
     fake_b2a2b, _, _ = model.gen_a2b(fake_b2a, training=True)
-    fake_a2a, fake_a2a_cam_logit, _ = model.gen_b2a(x_a, training=True)
-    fake_b2b, fake_b2b_cam_logit, _ = model.gen_a2b(x_b, training=True)
 
     g_adv_a = avg(_generator_adversarial_loss(model.dis_global_a, model.dis_local_a, fake_b2a))
     g_adv_b = avg(_generator_adversarial_loss(model.dis_global_b, model.dis_local_b, fake_a2b))
