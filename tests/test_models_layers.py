@@ -57,6 +57,20 @@ def test_reflection_padding_golden_and_config():
   assert _roundtrip(L.ReflectionPadding2D(3)).padding == (3, 3)
 
 
+def test_reflection_padding_inference_and_training_paths_equal_numpy_reflect_bit_for_bit():
+  # Inference pads by slices + concat (reflect_pad_by_concat), training by MirrorPad: both must be np.pad reflect.
+  for shape, padding in (((2, 5, 7, 3), (1, 1)), ((1, 8, 6, 4), (3, 2)), ((1, 4, 4, 2), (0, 3)), ((3, 6, 5, 1), (2, 0))):
+    x = RNG.normal(size=shape).astype(np.float32)
+    expected = np.pad(x, [(0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)], mode="reflect")
+    layer = L.ReflectionPadding2D(padding)
+    for training in (False, True):
+      np.testing.assert_array_equal(layer(x, training=training).numpy(), expected)
+      traced = tf.function(lambda t, training=training: layer(t, training=training))
+      np.testing.assert_array_equal(traced(x).numpy(), expected)
+      graph = traced.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+      assert any(op.type == "MirrorPad" for op in graph.get_operations()) == training
+
+
 def test_reflection_padding_rejects_padding_not_smaller_than_input():
   with pytest.raises(ValueError, match="smaller than the height 3"):
     L.ReflectionPadding2D(3)(np.zeros([1, 3, 8, 1], np.float32))
@@ -133,6 +147,45 @@ def test_instance_norm_is_group_norm_with_one_group_per_channel():
   affine = L.instance_norm(affine=True)
   affine(x)
   assert len(affine.trainable_weights) == 2
+
+
+def test_fused_instance_norm_constants_are_the_float32_neighbours_of_one_and_zero():
+  from models.layers import normalization
+  assert np.float32(normalization.FUSED_IN_GAMMA) == np.nextafter(np.float32(1), np.float32(2))
+  assert np.float32(normalization.FUSED_IN_BETA) == np.finfo(np.float32).tiny  # smallest normal, not a denormal
+
+
+def _op_types(fn, x) -> set:
+  """Op types that ran (after grappler) in two calls of the tf.function fn on x, from a TF profiler trace."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from benchmarks.profile_ops import tf_op_times  # pylint: disable=import-outside-toplevel
+  fn(x)
+  logdir = tempfile.mkdtemp()
+  tf.profiler.experimental.start(logdir)
+  fn(x), fn(x)
+  tf.profiler.experimental.stop()
+  return set(tf_op_times(logdir, 2)[0])
+
+
+@pytest.mark.skipif(not conv_lib.onednn_enabled(), reason="the fused kernel is oneDNN's")
+def test_inference_instance_norm_and_adain_run_as_one_fused_kernel_training_as_plain_ops():
+  x = (RNG.normal(size=(2, 8, 8, 16)) * 3 + 2).astype(np.float32)
+  gamma, beta = RNG.normal(size=(2, 16)).astype(np.float32), RNG.normal(size=(2, 16)).astype(np.float32)
+  norm, adain = L.instance_norm(affine=False), L.AdaIN()
+  expected = _np_instance_norm(x)
+  for training in (False, True):
+    in_fn = tf.function(lambda t, training=training: tf.nn.relu(norm(t, training=training)))
+    adain_fn = tf.function(lambda t, training=training: adain([t, gamma, beta], training=training))
+    np.testing.assert_allclose(in_fn(x).numpy(), np.maximum(expected, 0), atol=1e-5)
+    np.testing.assert_allclose(adain_fn(x).numpy(), expected * gamma[:, None, None] + beta[:, None, None],
+                               atol=1e-5)
+    for fn in (in_fn, adain_fn):
+      ops = _op_types(fn, x)
+      assert ("_MklFusedInstanceNorm" in ops) == (not training), (training, ops)
+      assert ("Mean" in ops) == training, (training, ops)
+  # The affine norm's gamma, beta are variables, which the remapper does not fuse: it keeps the plain ops.
+  affine = L.instance_norm(affine=True)
+  assert "_MklFusedInstanceNorm" not in _op_types(tf.function(lambda t: affine(t, training=False)), x)
 
 
 # Pooling -----------------------------------------------------------------------------------------------------------

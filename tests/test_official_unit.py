@@ -34,7 +34,10 @@ FIXTURES = os.path.join(ROOT, "tests", "official")
 PAPER_ENV = "I2I_PAPER_FIXTURES"
 GEN_FILE, DIS_FILE = "unit_gen_00000002.pkl", "unit_dis_00000002.pkl"
 # Tolerances: forward max abs diff (relative to max(1, max |official|) at paper size), gradient relative L2.
-STRICT = {"forward": 1e-5, "grad": 1e-3}
+# Forward differences are relative to max(1, max |official|) at both sizes: inference runs instance norm as oneDNN's
+# fused kernel (models.layers.normalization), whose float32 error against float64 is about twice the plain ops'
+# (1.4e-6 vs 0.75e-6 on unit-variance outputs), and the small fixture's codes reach |z| ~ 6.6.
+STRICT = {"forward": 1e-5, "grad": 1e-3, "forward_relative": True}
 # At the paper size float32 rounding alone exceeds the strict ones: the latent codes reach |z| ~ 10, and the
 # official code's own float32 gradients differ from a float64 run of ours by up to 3e-3 relative L2 (median 2e-3),
 # ours by up to 9e-3 (encoder_a's front convs; median 3e-3).

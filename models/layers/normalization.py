@@ -2,14 +2,44 @@
 
 * `AdaIN` (Huang & Belongie, ICCV 2017), conditioning passed as inputs: `AdaIN()([x, gamma, beta])`.
 * `MUNITLayerNorm`: the LayerNorm of NVlabs/MUNIT networks.py (unbiased std, eps outside the sqrt).
-* `instance_norm(affine)`: instance normalization as `keras.layers.GroupNormalization(groups=-1)`
-  (one group per channel), torch `nn.InstanceNorm2d` eps 1e-5.
+* `instance_norm(affine)`: instance normalization, `InstanceNormalization` (Keras' GroupNormalization with one
+  group per channel), torch `nn.InstanceNorm2d` eps 1e-5.
+
+In inference (training falsy) on a oneDNN build, the affine-free instance norm of `InstanceNormalization` and
+`AdaIN` is written as the op pattern that grappler's remapper rewrites into one `_MklFusedInstanceNorm` kernel,
+with a directly following Relu fused in (`fusable_instance_norm`). Training keeps the plain ops: their
+intermediate values feed the gradient, so nothing would be fused.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
+
+from models.layers.conv import onednn_enabled
+
+# grappler's constant folding removes a multiplication by 1 and an addition of 0 before the remapper runs, and
+# the remapper fuses only when gamma and beta are constants, so the affine-free norm uses their float32
+# neighbours: gamma = 1 + 2^-23 scales each output by one unit in the last place at most, and beta = 2^-126 (the
+# smallest normal float32; a denormal counts as 0 there) vanishes when added to any number above 2^-102 in magnitude.
+FUSED_IN_GAMMA = 1.0 + 2.0 ** -23
+FUSED_IN_BETA = 2.0 ** -126
+FUSED_INSTANCE_NORM = onednn_enabled()
+
+
+def fusable_instance_norm(x, epsilon: float):
+  """Instance norm of float32 x `[B, H, W, C]` (known C) as the remapper's `_MklFusedInstanceNorm` pattern.
+
+  mean, var = moments over H, W; scale = rsqrt(var + eps) * gamma; y = x * scale + (beta - mean * scale), with the
+  constants FUSED_IN_GAMMA, FUSED_IN_BETA. Without oneDNN the same ops run unfused (and the plain path is used).
+  """
+  channels = x.shape[-1]
+  mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+  var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=[1, 2], keepdims=True)
+  scale = tf.math.rsqrt(var + epsilon) * tf.constant(np.full([channels], FUSED_IN_GAMMA, np.float32))
+  return x * scale + (tf.constant(np.full([channels], FUSED_IN_BETA, np.float32)) - mean * scale)
 
 
 def _check_image(input_shape, layer: str):
@@ -46,12 +76,14 @@ class AdaIN(keras.layers.Layer):
         raise ValueError(f"AdaIN: {name} must be [B, {x_shape[-1]}] for x of shape {tuple(x_shape)}, "
                          f"got {tuple(shape)}.")
 
-  def call(self, inputs):
+  def call(self, inputs, training=None):
     x, gamma, beta = inputs
     x32 = ops.cast(x, "float32")
-    mean, var = ops.moments(x32, axes=[1, 2], keepdims=True)
     gamma = ops.cast(gamma, "float32")[:, None, None, :]
     beta = ops.cast(beta, "float32")[:, None, None, :]
+    if not training and FUSED_INSTANCE_NORM:
+      return ops.cast(fusable_instance_norm(x32, self.epsilon) * gamma + beta, self.compute_dtype)
+    mean, var = ops.moments(x32, axes=[1, 2], keepdims=True)
     y = (x32 - mean) * ops.rsqrt(var + self.epsilon) * gamma + beta
     return ops.cast(y, self.compute_dtype)
 
@@ -109,11 +141,21 @@ class MUNITLayerNorm(keras.layers.Layer):
     return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}
 
 
+@keras.saving.register_keras_serializable(package="i2i")
+class InstanceNormalization(keras.layers.GroupNormalization):
+  """Keras' GroupNormalization (one group per channel: instance norm), the same weights and configuration; in
+  inference on a oneDNN build the affine-free norm runs as `fusable_instance_norm` (one fused kernel)."""
+
+  def call(self, inputs, training=None):
+    if training or self.center or self.scale or not FUSED_INSTANCE_NORM or self.groups != inputs.shape[-1]:
+      return super().call(inputs)
+    return ops.cast(fusable_instance_norm(ops.cast(inputs, "float32"), self.epsilon), self.compute_dtype)
+
+
 def instance_norm(affine: bool = False, epsilon: float = 1e-5, name: str | None = None, dtype=None):
-  """Instance normalization `[B, H, W, C]` -> same: GroupNormalization with one group per channel.
+  """Instance normalization `[B, H, W, C]` -> same: `InstanceNormalization` (GroupNormalization, groups=-1).
 
   IN(x) = (x - mu_bc) / sqrt(var_bc + eps) [* gamma_c + beta_c if affine]; torch `nn.InstanceNorm2d` defaults
   (affine=False, eps=1e-5) are what MUNIT and UNIT use. Keras' GroupNormalization computes in float32.
   """
-  return keras.layers.GroupNormalization(groups=-1, epsilon=epsilon, center=affine, scale=affine, name=name,
-                                         dtype=dtype)
+  return InstanceNormalization(groups=-1, epsilon=epsilon, center=affine, scale=affine, name=name, dtype=dtype)

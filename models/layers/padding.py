@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
+
+
+def reflect_pad_by_concat(x, ph: int, pw: int):
+  """tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], "REFLECT") as slices, reverses and two concatenations.
+
+  The same values bit for bit. In the forward pass it runs at 0.6-2.2x MirrorPad's speed on this project's maps
+  (faster from 4x18x18x256 up: 9.4 -> 6.0 ms at 1x256x256x64, BUILD.md); with its gradient it is slower than
+  MirrorPad + MirrorPadGrad, so only inference uses it.
+  """
+  if ph:
+    x = tf.concat([tf.reverse(x[:, 1:ph + 1], [1]), x, tf.reverse(x[:, -ph - 1:-1], [1])], axis=1)
+  if pw:
+    x = tf.concat([tf.reverse(x[:, :, 1:pw + 1], [2]), x, tf.reverse(x[:, :, -pw - 1:-1], [2])], axis=2)
+  return x
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -19,7 +34,8 @@ def _pair(value, name: str) -> tuple[int, int]:
 class ReflectionPadding2D(keras.layers.Layer):
   """Pads H and W by mirroring without repeating the border pixel (torch `ReflectionPad2d`, tf.pad REFLECT).
 
-  Input `[B, H, W, C]` -> output `[B, H + 2 * ph, W + 2 * pw, C]`; requires ph < H and pw < W.
+  Input `[B, H, W, C]` -> output `[B, H + 2 * ph, W + 2 * pw, C]`; requires ph < H and pw < W. Training pads with
+  MirrorPad, inference with `reflect_pad_by_concat` (the same values, a faster forward).
 
   Args:
     padding: int or (ph, pw) rows/columns added on each side.
@@ -37,8 +53,10 @@ class ReflectionPadding2D(keras.layers.Layer):
         raise ValueError(f"ReflectionPadding2D: padding {pad} must be smaller than the {axis} {size} "
                          f"(input shape {tuple(input_shape)}); use a larger image.")
 
-  def call(self, x):
+  def call(self, x, training=None):
     ph, pw = self.padding
+    if not training:
+      return reflect_pad_by_concat(x, ph, pw)
     return keras.ops.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="reflect")
 
   def compute_output_shape(self, input_shape):
