@@ -57,6 +57,7 @@ class AdaIN(keras.layers.Layer):
   No "1 +" on gamma: MUNIT's MLP outputs gamma directly.
 
   Inputs: [x `[B, H, W, C]`, gamma `[B, C]`, beta `[B, C]`]. Output: `[B, H, W, C]` in the compute dtype.
+  In inference the normalisation is `fusable_instance_norm` (one fused kernel), then gamma and beta.
 
   Args:
     epsilon: added to the variance inside the square root (1e-5 in MUNIT).
