@@ -233,3 +233,16 @@ def split_seed(seed: tf.Tensor | None, num: int) -> tf.Tensor:
   if seed is None:
     seed = tf.random.uniform([2], maxval=tf.int64.max, dtype=tf.int64)
   return tf.random.experimental.stateless_split(seed, num)
+
+
+def call_stacked(fn: Callable, first: tuple, second: tuple) -> tuple:
+  """fn on two equal-sized batches in one call on their concatenation along the batch axis.
+
+  For networks that treat every sample on its own (no batch statistics): the same values as two calls, in one
+  larger call. `first`, `second`: fn's positional tensor inputs for each batch; second's are cast to first's
+  dtypes (under mixed precision a step may stack compute-dtype codes with float32 draws, which fn casts to the
+  compute dtype anyway). Returns (fn's outputs for first, fn's outputs for second), each with fn's structure.
+  """
+  outputs = fn(*(tf.concat([a, tf.cast(b, a.dtype)], axis=0) for a, b in zip(first, second)))
+  halves = [tf.split(t, 2, axis=0) for t in tf.nest.flatten(outputs)]
+  return tuple(tf.nest.pack_sequence_as(outputs, [h[i] for h in halves]) for i in range(2))

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from models import losses
-from models.api import split_seed
+from models.api import call_stacked, split_seed
 from models.optim import minimize
 
 
@@ -35,21 +35,11 @@ def draw_prior_styles(model, batch, seed=None) -> PriorStyles:
                        for i in range(4)))
 
 
-def _decode_pair(gen, first, second):
-  """gen.decode of two (content, style) batches in one call on their concatenation -> the two images.
-
-  Under mixed precision an encoded style is in the compute dtype and a prior style in float32; the MLP casts
-  its input to the compute dtype anyway, so the pair is stacked in the first one's dtype.
-  """
-  content, style = (tf.concat([a, tf.cast(b, a.dtype)], axis=0) for a, b in zip(first, second))
-  return tf.split(gen.decode(content, style, training=True), 2, axis=0)
-
-
 def _lsgan_discriminator_loss(dis, real, fake):
   """LSGAN D loss `[B]` of one multi-scale discriminator, real and fake scored in one call on their
   concatenation (MUNIT's discriminator has no normalization: every sample is scored on its own)."""
-  real_out, fake_out = zip(*(tf.split(out, 2, axis=0) for out in dis(tf.concat([real, fake], 0), training=True)))
-  return losses.lsgan_discriminator_loss(list(real_out), list(fake_out))
+  real_out, fake_out = call_stacked(lambda x: dis(x, training=True), (real,), (fake,))
+  return losses.lsgan_discriminator_loss(real_out, fake_out)
 
 
 def train_step(model, gen_optimizer, dis_optimizer, x_a, x_b, global_batch_size, seed=None) -> dict:
@@ -103,8 +93,10 @@ def train_step_with_styles(model, gen_optimizer, dis_optimizer, x_a, x_b, global
   # sample: the same values; at batch 1 the convolutions run at twice the rows, where oneDNN is faster).
   s_a, s_b = styles.gen_s_a, styles.gen_s_b
   with tape:
-    x_a_recon, x_ba = _decode_pair(gen_a, (c_a, s_a_prime), (c_b, s_a))
-    x_b_recon, x_ab = _decode_pair(gen_b, (c_b, s_b_prime), (c_a, s_b))
+    decode_a = lambda c, s: gen_a.decode(c, s, training=True)  # noqa: E731
+    decode_b = lambda c, s: gen_b.decode(c, s, training=True)  # noqa: E731
+    x_a_recon, x_ba = call_stacked(decode_a, (c_a, s_a_prime), (c_b, s_a))
+    x_b_recon, x_ab = call_stacked(decode_b, (c_b, s_b_prime), (c_a, s_b))
     c_b_recon, s_a_recon = gen_a.encode(x_ba, training=True)
     c_a_recon, s_b_recon = gen_b.encode(x_ab, training=True)
     terms = {

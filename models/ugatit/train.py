@@ -19,6 +19,7 @@ import collections
 import tensorflow as tf
 
 from models import losses
+from models.api import call_stacked
 from models.heatmap import heatmap_to_rgb
 from models.optim import minimize
 from models.ugatit.model import UGATIT, normalize_heatmap
@@ -48,12 +49,6 @@ def _generator_adversarial_loss(dis_global, dis_local, fake: tf.Tensor) -> tf.Te
     total.append(losses.lsgan_generator_loss(fake_logit))
     total.append(losses.lsgan_generator_loss(fake_cam_logit))
   return tf.add_n(total)
-
-
-def _translate_pair(gen, first: tf.Tensor, second: tf.Tensor):
-  """gen on two batches in one call on their concatenation -> ((image, image), (cam_logit, cam_logit))."""
-  images, cam_logits, _ = gen(tf.concat([first, second], axis=0), training=True)
-  return tf.split(images, 2, axis=0), tf.split(cam_logits, 2, axis=0)
 
 
 def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b: tf.Tensor,
@@ -90,8 +85,10 @@ def train_step(model: UGATIT, gen_optimizer, dis_optimizer, x_a: tf.Tensor, x_b:
   # once. Each generator runs its translation and its identity mapping in one call on the two batches stacked
   # (every layer, CAM and AdaLIN statistics included, is per sample: the same values).
   with tf.GradientTape() as tape:
-    (fake_a2b, fake_b2b), (fake_a2b_cam_logit, fake_b2b_cam_logit) = _translate_pair(model.gen_a2b, x_a, x_b)
-    (fake_b2a, fake_a2a), (fake_b2a_cam_logit, fake_a2a_cam_logit) = _translate_pair(model.gen_b2a, x_b, x_a)
+    a2b, b2b = call_stacked(lambda x: model.gen_a2b(x, training=True), (x_a,), (x_b,))
+    b2a, a2a = call_stacked(lambda x: model.gen_b2a(x, training=True), (x_b,), (x_a,))
+    (fake_a2b, fake_a2b_cam_logit, _), (fake_b2b, fake_b2b_cam_logit, _) = a2b, b2b
+    (fake_b2a, fake_b2a_cam_logit, _), (fake_a2a, fake_a2a_cam_logit, _) = b2a, a2a
 
   # 2. Discriminator step (the generator's tape is closed: the translations are constants here).
   with tf.GradientTape() as dis_tape:
