@@ -256,21 +256,22 @@ def _make_handler(manager, track, metrics=None, metrics_path=""):
         return
       start, error, info = time.monotonic(), None, {}
       try:
-        self._route(method, path, info)
+        status, doc = 200, self._route(method, path, info)
       except Exception as e:  # every error becomes a JSON answer
         error = from_exception(e)
         if error.code == grpc.StatusCode.UNKNOWN:
           logging.exception("REST request failed")
-        self._reply(_HTTP_STATUS.get(error.code, 500), {"error": error.message})
-      finally:
-        if metrics is not None:  # as TF Serving's http_server.cc: every REST request, by model and status
-          match = info.get("match")
-          status = "OK" if error is None else error.code.name
-          metrics.record_request(match["name"] if match else "", (match and match["method"]) or "", "REST",
-                                 info.get("signature_name", ""), status, time.monotonic() - start)
+        status, doc = _HTTP_STATUS.get(error.code, 500), {"error": error.message}
+      if metrics is not None:  # as TF Serving's http_server.cc: every REST request, by model and status
+        match = info.get("match")
+        metrics.record_request(match["name"] if match else "", (match and match["method"]) or "", "REST",
+                               info.get("signature_name", ""), "OK" if error is None else error.code.name,
+                               time.monotonic() - start)
+      # Counted before the answer is written, so a scrape the client sends after this answer sees this request.
+      self._reply(status, doc)
 
-    def _route(self, method: str, path: str, info: dict) -> None:
-      """Reads the body, matches a route and answers it (raises for every failure)."""
+    def _route(self, method: str, path: str, info: dict) -> dict:
+      """Reads the body, matches a route and returns the answer's JSON document (raises for every failure)."""
       length = int(self.headers.get("Content-Length") or 0)
       if length < 0:
         raise ServingError(_INVALID, f"Malformed request: Content-Length {length}")
@@ -280,12 +281,10 @@ def _make_handler(manager, track, metrics=None, metrics_path=""):
       if match is None or (method == "GET") != (match["method"] is None):
         raise ServingError(_INVALID, f"Malformed request: {method} {self.path}")
       if method == "GET":
-        doc = get_json(manager, match)
-      elif match["method"] == "predict":
-        doc = predict_json(manager, match, body, info)
-      else:
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{match['method']} is not implemented by this server")
-      self._reply(200, doc)
+        return get_json(manager, match)
+      if match["method"] == "predict":
+        return predict_json(manager, match, body, info)
+      raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{match['method']} is not implemented by this server")
 
     def do_GET(self):
       """GET: model status or metadata."""
