@@ -71,6 +71,41 @@ def test_reflection_padding_inference_and_training_paths_equal_numpy_reflect_bit
       assert any(op.type == "MirrorPad" for op in graph.get_operations()) == training
 
 
+def test_crop2d_equals_numpy_slicing_for_static_and_unknown_shapes():
+  x = RNG.normal(size=(2, 7, 6, 3)).astype(np.float32)
+  for crop in ((1, 1, 1, 1), (1, 0, 2, 3), (0, 0, 0, 0), (3, 2, 0, 1)):
+    top, bottom, left, right = crop
+    expected = x[:, top:7 - bottom, left:6 - right]
+    np.testing.assert_array_equal(L.padding.crop2d(tf.constant(x), *crop).numpy(), expected)
+    traced = tf.function(lambda t, crop=crop: L.padding.crop2d(t, *crop),
+                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    np.testing.assert_array_equal(traced(x).numpy(), expected)
+
+
+def _input_gradient_op_types(fn, shape) -> set:
+  """Op types in the graph of fn(x) and d(sum(fn(x)))/dx, x of `shape`."""
+  def grad(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x)
+    return tape.gradient(tf.reduce_sum(y), x)
+  graph = tf.function(grad).get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+  return {op.type for op in graph.get_operations()}
+
+
+def test_training_crops_take_no_strided_slice_gradient():
+  # The crops of the transposed convolution (UNIT's decoder) and of the upsampling 5x5 convolution (MUNIT's
+  # decoder) are Slice ops, whose gradient is Pad; StridedSliceGrad is ~10x slower on CPU (BUILD.md, issue 17).
+  block = L.ConvTransposeBlock(4, 3, 2, 1, 1)
+  kernel = tf.constant(RNG.normal(size=(5, 5, 2, 3)).astype(np.float32))
+  blur = L.GaussianBlurDownsample2D()
+  for fn, shape in ((lambda x: block(x, training=True), (1, 6, 6, 2)),
+                    (lambda x: L.conv.upsample2x_reflect_conv5(x, kernel), (1, 6, 6, 2)),
+                    (blur, (1, 7, 6, 2))):
+    types = _input_gradient_op_types(fn, shape)
+    assert "StridedSliceGrad" not in types and "StridedSlice" not in types, sorted(types)
+
+
 def test_reflection_padding_rejects_padding_not_smaller_than_input():
   with pytest.raises(ValueError, match="smaller than the height 3"):
     L.ReflectionPadding2D(3)(np.zeros([1, 3, 8, 1], np.float32))

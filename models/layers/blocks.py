@@ -35,7 +35,7 @@ from models.layers import conv as conv_lib
 from models.layers.adalin import ILN, AdaLIN
 from models.layers.conv import FastConv2D
 from models.layers.normalization import AdaIN, MUNITLayerNorm, instance_norm
-from models.layers.padding import ReflectionPadding2D
+from models.layers.padding import ReflectionPadding2D, crop2d
 from models.layers.spectral_norm import SpectralNorm
 
 INITS = ("kaiming", "gaussian", "gaussian_torch_bias", "torch")
@@ -236,8 +236,7 @@ class ConvTransposeBlock(keras.layers.Layer):
     self.norm, self.activation, self.negative_slope, self.init = norm, activation, float(negative_slope), init
     self.norm_layer = instance_norm(False) if norm == "in" else None
     self.act = _activation(activation, self.negative_slope)
-    crop = (self.padding, self.padding - self.output_padding)
-    self.crop = keras.layers.Cropping2D((crop, crop)) if any(crop) else None
+    self.crop = (self.padding, self.padding - self.output_padding)  # start, end; the same on both axes
     self.conv = None
 
   def build(self, input_shape):
@@ -249,8 +248,8 @@ class ConvTransposeBlock(keras.layers.Layer):
 
   def call(self, x):
     x = self.conv(x)
-    if self.crop is not None:
-      x = self.crop(x)
+    if any(self.crop):
+      x = crop2d(x, *self.crop, *self.crop)
     return _norm_and_activation(self, x)
 
   def get_config(self):

@@ -33,6 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.layers.padding import crop2d
+
 # The input gradient uses a forward convolution only where that was measured faster: few output channels (the
 # 7x7 -> RGB convolution), or large outputs (>= 48x48 pixels) with a non-trivial number of input channels; the
 # filter gradient always does (never slower in the measurements, up to 6x faster).
@@ -230,5 +232,5 @@ def upsample2x_reflect_conv5(x, kernel):
 
   top, bottom = strip(rows[:5], cols), strip(rows[-5:], cols)  # [B, 1, 2W, Co]
   left, right = strip(rows, cols[:5]), strip(rows, cols[-5:])  # [B, 2H, 1, Co]
-  middle = tf.concat([left[:, 1:-1], main[:, 1:-1, 1:-1], right[:, 1:-1]], axis=2)
+  middle = tf.concat([crop2d(left, 1, 1, 0, 0), crop2d(main, 1, 1, 1, 1), crop2d(right, 1, 1, 0, 0)], axis=2)
   return tf.concat([top, middle, bottom], axis=1)
