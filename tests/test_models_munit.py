@@ -19,6 +19,7 @@ import models
 from models.munit import FAMILY, MUNITConfig, MUNITModel
 from models.munit.networks import AdaINGenerator, MultiScaleDiscriminator
 from models.optim import AdamL2
+from tests.call_log import record_calls
 
 OFFICIAL = {"gen": 15_026_187, "content_encoder": 5_385_856, "style_encoder": 2_764_936, "decoder": 5_754_627,
             "mlp": 1_120_768, "dis": 8_271_171}
@@ -207,18 +208,6 @@ def test_train_step_under_mixed_float16_with_loss_scaling():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def _record_calls(layer, log: list, name: str):
-  """Wraps layer.call (the instance attribute Keras' __call__ reaches) to log (name, batch size) per call."""
-  original = layer.call
-
-  def call(inputs, *args, **kwargs):
-    first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-    log.append((name, int(first.shape[0])))
-    return original(inputs, *args, **kwargs)
-
-  layer.call = call
-
-
 def test_train_step_encodes_the_real_images_once_and_decodes_pairs_in_one_call():
   # trainer.py encodes x_a, x_b in dis_update and again in gen_update; the generator weights are the same in
   # both, so ours encodes them once, and each decoder runs its reconstruction and its translation as one
@@ -231,7 +220,7 @@ def test_train_step_encodes_the_real_images_once_and_decodes_pairs_in_one_call()
   log = []
   for gen, d in ((model.gen_a, "a"), (model.gen_b, "b")):
     for part in ("content_encoder", "style_encoder", "decoder"):
-      _record_calls(getattr(gen, part), log, f"{part}_{d}")
+      record_calls(getattr(gen, part), log, f"{part}_{d}")
   FAMILY.train_step(model, gen_opt, dis_opt, _images(3), _images(3, seed=1), 3)
   for d in ("a", "b"):
     assert [b for n, b in log if n == f"content_encoder_{d}"] == [3, 3]

@@ -30,6 +30,7 @@ from models.ugatit.config import PRESETS, discriminator_output_size
 from models.ugatit.model import normalize_heatmap
 from models.ugatit.networks import Discriminator, Generator
 from models.ugatit.train import heatmap_to_rgb
+from tests.call_log import record_calls
 
 EPS = 1e-5
 
@@ -449,13 +450,7 @@ def test_train_step_runs_each_generator_twice_translation_and_identity_stacked()
   gen_opt, dis_opt = FAMILY.build_optimizers(config)
   log = []
   for gen in (model.gen_a2b, model.gen_b2a):
-    original = gen.call
-
-    def call(x, *args, _name=gen.name, _original=original, **kwargs):
-      log.append((_name, int(x.shape[0])))
-      return _original(x, *args, **kwargs)
-
-    gen.call = call
+    record_calls(gen, log, gen.name)
   x_a = tf.random.uniform([3, 32, 32, 3], -1, 1, seed=6)
   x_b = tf.random.uniform([3, 32, 32, 3], -1, 1, seed=7)
   FAMILY.train_step(model, gen_opt, dis_opt, x_a, x_b, global_batch_size=3)

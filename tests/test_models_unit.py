@@ -20,6 +20,7 @@ import tensorflow as tf
 import models
 from models.unit import FAMILY, UNITConfig, UNITModel
 from models.unit.networks import Discriminator, Encoder, Generator, SharedResBlocks
+from tests.call_log import record_calls
 
 OFFICIAL = {"encoder": 3_918_976, "shared_encoder": 1_180_160, "shared_decoder": 1_180_160,
             "generator": 3_909_507, "gen_total": 18_017_286, "dis": 25_149_057}
@@ -177,6 +178,29 @@ def test_one_train_step_changes_every_variable_and_keeps_losses_finite():
   assert float(out["d/total"]) == pytest.approx(10 * float(out["d/adv_a"] + out["d/adv_b"]), rel=1e-5)
   unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
   assert not unchanged
+
+
+def test_train_step_encodes_the_real_images_once_and_stacks_both_domains():
+  # cocogan_trainer.py encodes x_a, x_b in dis_update and again in gen_update; the generator weights are the same
+  # in both, so ours encodes them once (each update adds its own noise to the mean code). Both domains' codes run
+  # the shared encoder and decoder as one batch of 2B, each generator decodes both codes at once in the G step,
+  # and each discriminator scores real and fake as one batch in the D step.
+  keras.utils.set_random_seed(0)
+  config = FAMILY.presets["tiny"]
+  model = FAMILY.build_model(config)
+  gen_opt, dis_opt = FAMILY.build_optimizers(config)
+  log = []
+  nets = {"encoder_a": model.encoder_a, "encoder_b": model.encoder_b, "generator_a": model.generator_a,
+          "generator_b": model.generator_b, "dis_a": model.dis_a, "dis_b": model.dis_b,
+          "shared_encoder": model.shared_encoder.blocks[0], "shared_decoder": model.shared_decoder.blocks[0]}
+  for name, net in nets.items():
+    record_calls(net, log, name)
+  FAMILY.train_step(model, gen_opt, dis_opt, _images(3), _images(3, seed=1), 3)
+  calls = {name: [b for n, b in log if n == name] for name in nets}
+  assert calls == {"encoder_a": [3, 3], "encoder_b": [3, 3],  # x (G tape), the translation (cycle)
+                   "shared_encoder": [6, 6], "shared_decoder": [6, 6, 6],  # D step, G step, cycle
+                   "generator_a": [3, 6, 3], "generator_b": [3, 6, 3],  # D step, reconstruction + translation, cycle
+                   "dis_a": [6, 3], "dis_b": [6, 3]}  # real + fake (D step), translation (G step)
 
 
 def test_config_validation_and_family_record():

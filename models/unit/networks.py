@@ -66,14 +66,22 @@ class SharedResBlocks(keras.Model):
     self.seed_generator = keras.random.SeedGenerator(name="seed_generator") if noise else None
 
   def call(self, x, training=False, seed=None, noise=None):
+    return self.add_noise(self.mean(x, training=training), training=training, seed=seed, noise=noise)
+
+  def mean(self, x, training=False):
+    """The blocks alone: mu, before any noise. `[B, h, w, C]` -> `[B, h, w, C]`."""
     for block in self.blocks:
       x = block(x, training=training)
-    if self.noise and training:
-      if noise is None:
-        seed = self.seed_generator.next() if seed is None else seed
-        noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
-      x = x + tf.cast(noise, x.dtype)
     return x
+
+  def add_noise(self, mu, training=False, seed=None, noise=None):
+    """mu + eps in training with `noise=True` (eps as `call` describes), else mu."""
+    if not (self.noise and training):
+      return mu
+    if noise is None:
+      seed = self.seed_generator.next() if seed is None else seed
+      noise = tf.random.stateless_normal(tf.shape(mu), seed=seed, dtype=mu.dtype)
+    return mu + tf.cast(noise, mu.dtype)
 
   def get_config(self):
     return {**super().get_config(), "n_blk": self.n_blk, "noise": self.noise}

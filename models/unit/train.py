@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from models import losses
-from models.api import split_seed
+from models.api import call_stacked, split_seed
 from models.optim import minimize
 
 
@@ -53,6 +53,8 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
        L_G = gan_w (BCE_G(D_a(x_ba)) + BCE_G(D_b(x_ab))) + ll_direct_link_w (|x_aa - x_a| + |x_bb - x_b|)
              + ll_cycle_link_w (|x_aba - x_a| + |x_bab - x_b|) + kl_direct_link_w (KL(z_a) + KL(z_b))
              + kl_cycle_link_w (KL(z_ba) + KL(z_ab)),  KL(z) = mean(z^2).
+  The mean codes of x_a, x_b (before noise) are computed once, on the generator's tape, and serve both updates
+  (the official dis_update computes them again with the same weights); each update adds its own noise draw.
   Args:
     noise: dict NOISE_KEYS -> eps `[B, h, w, C]` (`latent_noise`; the official trainer's draws in the equivalence
       tests).
@@ -68,30 +70,46 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
   def mean(per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
-  # 1. Discriminator update (generator outputs are constants here).
-  z_a = model.encode(x_a, "a", training=True, noise=noise["dis_a"])
-  z_b = model.encode(x_b, "b", training=True, noise=noise["dis_b"])
-  x_ba = tf.stop_gradient(model.decode(z_b, "a", training=True))
-  x_ab = tf.stop_gradient(model.decode(z_a, "b", training=True))
+  shared_encoder, shared_decoder = model.shared_encoder, model.shared_decoder
+  gen_a, gen_b = model.generator_a, model.generator_b
+
+  def stacked(net, first, second):
+    """net in training mode on the two batches as one call (every UNIT layer is per sample)."""
+    return call_stacked(lambda x: net(x, training=True), (first,), (second,))
+
+  def shared_mean(e_1, e_2):
+    return call_stacked(lambda e: shared_encoder.mean(e, training=True), (e_1,), (e_2,))
+
+  def sample(mu, key):
+    return shared_encoder.add_noise(mu, training=True, noise=noise[key])
+
+  # The real images' mean codes mu_a, mu_b. The discriminator update changes no generator weight and the
+  # encoders are deterministic, so dis_update's mu are gen_update's: encoded once, inside the generator's tape;
+  # each update adds its own noise draw. The shared encoder and decoder run both domains as one batch.
   with tf.GradientTape() as tape:
-    dis_loss_a = mean(losses.bce_discriminator_loss(model.dis_a(x_a, training=True),
-                                                    model.dis_a(x_ba, training=True)))
-    dis_loss_b = mean(losses.bce_discriminator_loss(model.dis_b(x_b, training=True),
-                                                    model.dis_b(x_ab, training=True)))
+    mu_a, mu_b = shared_mean(model.encoder_a(x_a, training=True), model.encoder_b(x_b, training=True))
+
+  # 1. Discriminator update (the generator's tape is closed: generator outputs are constants here).
+  h_a, h_b = stacked(shared_decoder, sample(tf.stop_gradient(mu_a), "dis_a"), sample(tf.stop_gradient(mu_b), "dis_b"))
+  x_ba, x_ab = tf.stop_gradient(gen_a(h_b, training=True)), tf.stop_gradient(gen_b(h_a, training=True))
+  with tf.GradientTape() as dis_tape:
+    dis_loss_a = mean(losses.bce_discriminator_loss(*stacked(model.dis_a, x_a, x_ba)))
+    dis_loss_b = mean(losses.bce_discriminator_loss(*stacked(model.dis_b, x_b, x_ab)))
     dis_total = cfg.gan_w * (dis_loss_a + dis_loss_b)
     scaled = dis_optimizer.scale_loss(dis_total)
-  minimize(tape, scaled, dis_optimizer, model.discriminator_variables)
+  minimize(dis_tape, scaled, dis_optimizer, model.discriminator_variables)
 
-  # 2. Generator update.
-  with tf.GradientTape() as tape:
-    z_a = model.encode(x_a, "a", training=True, noise=noise["gen_a"])
-    z_b = model.encode(x_b, "b", training=True, noise=noise["gen_b"])
-    h_a, h_b = model.shared_decoder(z_a, training=True), model.shared_decoder(z_b, training=True)
-    x_aa, x_ba = model.generator_a(h_a, training=True), model.generator_a(h_b, training=True)
-    x_ab, x_bb = model.generator_b(h_a, training=True), model.generator_b(h_b, training=True)
-    z_ba = model.encode(x_ba, "a", training=True, noise=noise["gen_ba"])
-    z_ab = model.encode(x_ab, "b", training=True, noise=noise["gen_ab"])
-    x_bab, x_aba = model.decode(z_ba, "b", training=True), model.decode(z_ab, "a", training=True)
+  # 2. Generator update, on the tape that holds mu_a, mu_b. Each generator decodes both shared codes in one call:
+  # its within-domain reconstruction and its cross-domain translation.
+  with tape:
+    z_a, z_b = sample(mu_a, "gen_a"), sample(mu_b, "gen_b")
+    h_a, h_b = stacked(shared_decoder, z_a, z_b)
+    x_aa, x_ba = stacked(gen_a, h_a, h_b)
+    x_ab, x_bb = stacked(gen_b, h_a, h_b)
+    mu_ba, mu_ab = shared_mean(model.encoder_a(x_ba, training=True), model.encoder_b(x_ab, training=True))
+    z_ba, z_ab = sample(mu_ba, "gen_ba"), sample(mu_ab, "gen_ab")
+    h_ba, h_ab = stacked(shared_decoder, z_ba, z_ab)
+    x_bab, x_aba = gen_b(h_ba, training=True), gen_a(h_ab, training=True)
     terms = {
         "g/adv_a": mean(losses.bce_generator_loss(model.dis_a(x_ba, training=True))),
         "g/adv_b": mean(losses.bce_generator_loss(model.dis_b(x_ab, training=True))),
