@@ -193,15 +193,6 @@ class FastConv2D(keras.layers.Conv2D):
     return super().convolution_op(inputs, kernel)
 
 
-def _upsampled_reflect_index(n: int, pad: int) -> np.ndarray:
-  """Source index in x (length n) of every position of reflect_pad(nearest_up2(x), pad) (length 2n + 2 pad)."""
-  up = np.arange(2 * n) // 2
-  padded = np.arange(-pad, 2 * n + pad)
-  padded = np.where(padded < 0, -padded, padded)
-  padded = np.where(padded > 2 * n - 1, 2 * (2 * n - 1) - padded, padded)
-  return up[padded]
-
-
 # Row (and column) phase matrices of a 5-tap filter on a nearest-upsampled signal: output 2m + p reads
 # up2(e)[2m + p .. 2m + p + 4] = taps of e[m], e[m + 1], e[m + 2] (e = x edge-padded by 1) with these sums.
 _PHASES_5 = np.array([[[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
@@ -212,11 +203,14 @@ def upsample2x_reflect_conv5(x, kernel):
   """conv5x5_valid(reflect_pad(nearest_upsample_2x(x), 2), kernel) without building the upsampled image.
 
   x `[B, H, W, Ci]` (H, W >= 2, static), kernel `[5, 5, Ci, Co]` -> `[B, 2H, 2W, Co]` (no bias).
-  Interior: each of the four output phases (row parity, column parity) is a 3x3 convolution of x edge-padded
-  by 1 with summed taps (`_PHASES_5`), computed as one 3x3 conv with 4 Co channels and depth_to_space: 9/25 of
-  the multiply-adds. The reflection differs from edge padding only in the outermost padded row/column, which
-  reaches only the outermost output rows/columns: those four strips are computed directly from the exact
-  padded rows/columns (gathered from x).
+  Let U = nearest_upsample_2x(x). Edge padding U by 2 is U of x edge-padded by 1, and on it each of the four
+  output phases (row parity, column parity) is a 3x3 convolution of x with summed taps (`_PHASES_5`): one 3x3
+  conv with 4 Co channels and depth_to_space, 9/25 of the multiply-adds ("main"). Reflection differs from edge
+  padding only in the outermost padded row (and column) on each side, which holds U[2] - U[0] = x[1] - x[0] more
+  (top; x[H-2] - x[H-1] at the bottom). With R = E + D per axis (reflect = edge + that difference),
+  R_h R_w U = E_h E_w U + D_h R_w U + E_h D_w U, and the convolution is linear: the two correction terms are a
+  single difference row (column) convolved with one kernel row (column), which only the outermost output row
+  (column) sees; they are added to main.
   """
   _, h, w, c_in = x.shape
   c_out = kernel.shape[-1]
@@ -225,12 +219,20 @@ def upsample2x_reflect_conv5(x, kernel):
   phase_kernel = tf.cast(tf.reshape(phase_kernel, [3, 3, c_in, 4 * c_out]), x.dtype)
   kernel = tf.cast(kernel, x.dtype)
   main = tf.nn.depth_to_space(conv2d_valid(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC"), phase_kernel), 2)
-  rows, cols = _upsampled_reflect_index(h, 2), _upsampled_reflect_index(w, 2)
-
-  def strip(row_index, col_index):
-    return tf.nn.conv2d(tf.gather(tf.gather(x, row_index, axis=1), col_index, axis=2), kernel, 1, "VALID")
-
-  top, bottom = strip(rows[:5], cols), strip(rows[-5:], cols)  # [B, 1, 2W, Co]
-  left, right = strip(rows, cols[:5]), strip(rows, cols[-5:])  # [B, 2H, 1, Co]
-  middle = tf.concat([crop2d(left, 1, 1, 0, 0), crop2d(main, 1, 1, 1, 1), crop2d(right, 1, 1, 0, 0)], axis=2)
-  return tf.concat([top, middle, bottom], axis=1)
+  # D_h R_w U: the top and bottom difference rows, upsampled and reflect-padded along W (`[B, 1, 2W + 4, Ci]`).
+  row = lambda top, bottom: crop2d(x, top, bottom, 0, 0)  # noqa: E731
+  col = lambda left, right: crop2d(x, 0, 0, left, right)  # noqa: E731
+  reflect_w = lambda d: tf.pad(tf.repeat(d, 2, axis=2), [[0, 0], [0, 0], [2, 2], [0, 0]], "REFLECT")  # noqa: E731
+  kernel_row = lambda t: tf.slice(kernel, [t, 0, 0, 0], [1, -1, -1, -1])  # noqa: E731
+  kernel_col = lambda s: tf.slice(kernel, [0, s, 0, 0], [-1, 1, -1, -1])  # noqa: E731
+  top = tf.nn.conv2d(reflect_w(row(1, h - 2) - row(0, h - 1)), kernel_row(0), 1, "VALID")  # [B, 1, 2W, Co]
+  bottom = tf.nn.conv2d(reflect_w(row(h - 2, 1) - row(h - 1, 0)), kernel_row(4), 1, "VALID")
+  # E_h D_w U: the left and right difference columns, upsampled and edge-padded along H (`[B, 2H + 4, 1, Ci]`).
+  edge_h = lambda d: tf.repeat(tf.pad(d, [[0, 0], [1, 1], [0, 0], [0, 0]], "SYMMETRIC"), 2, axis=1)  # noqa: E731
+  left = tf.nn.conv2d(edge_h(col(1, w - 2) - col(0, w - 1)), kernel_col(0), 1, "VALID")  # [B, 2H, 1, Co]
+  right = tf.nn.conv2d(edge_h(col(w - 2, 1) - col(w - 1, 0)), kernel_col(4), 1, "VALID")
+  rows_h, cols_w = 2 * h - 1, 2 * w - 1
+  place = lambda t, before_h, after_h, before_w, after_w: tf.pad(  # noqa: E731
+      t, [[0, 0], [before_h, after_h], [before_w, after_w], [0, 0]])
+  return (main + place(top, 0, rows_h, 0, 0) + place(bottom, rows_h, 0, 0, 0) + place(left, 0, 0, 0, cols_w)
+          + place(right, 0, 0, cols_w, 0))

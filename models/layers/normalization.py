@@ -7,8 +7,8 @@
 
 In inference (training falsy) on a oneDNN build, the affine-free instance norm of `InstanceNormalization` and
 `AdaIN` is written as the op pattern that grappler's remapper rewrites into one `_MklFusedInstanceNorm` kernel,
-with a directly following Relu fused in (`fusable_instance_norm`). Training keeps the plain ops: their
-intermediate values feed the gradient, so nothing would be fused.
+with a directly following Relu fused in (`fusable_instance_norm`). Training runs `instance_standardize`, whose
+gradient is written out (its intermediate values feed the gradient, so the fused kernel would not help there).
 """
 
 from __future__ import annotations
@@ -40,6 +40,29 @@ def fusable_instance_norm(x, epsilon: float):
   var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=[1, 2], keepdims=True)
   scale = tf.math.rsqrt(var + epsilon) * tf.constant(np.full([channels], FUSED_IN_GAMMA, np.float32))
   return x * scale + (tf.constant(np.full([channels], FUSED_IN_BETA, np.float32)) - mean * scale)
+
+
+def instance_standardize(x, epsilon: float):
+  """(x - mu) / sqrt(var + eps), mu and the biased var per sample and channel over H, W; float32 `[B, H, W, C]`.
+
+  The training path of `AdaIN` and `InstanceNormalization`, with the gradient written out
+  dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) (means over H, W): 7 ops where autodiff of the forward
+  takes 15 (Tile, RealDiv, Neg, the squared difference's own gradient, ...), the largest non-convolution cost of
+  MUNIT's and UNIT's training steps (BUILD.md, issue 17).
+  """
+  @tf.custom_gradient
+  def standardize(x):
+    centered = x - tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), axis=[1, 2], keepdims=True) + epsilon)
+    xhat = centered * rstd
+
+    def grad(dy):
+      mean = lambda t: tf.reduce_mean(t, axis=[1, 2], keepdims=True)  # noqa: E731
+      return rstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+
+    return xhat, grad
+
+  return standardize(x)
 
 
 def _check_image(input_shape, layer: str):
@@ -84,9 +107,7 @@ class AdaIN(keras.layers.Layer):
     beta = ops.cast(beta, "float32")[:, None, None, :]
     if not training and FUSED_INSTANCE_NORM:
       return ops.cast(fusable_instance_norm(x32, self.epsilon) * gamma + beta, self.compute_dtype)
-    mean, var = ops.moments(x32, axes=[1, 2], keepdims=True)
-    y = (x32 - mean) * ops.rsqrt(var + self.epsilon) * gamma + beta
-    return ops.cast(y, self.compute_dtype)
+    return ops.cast(instance_standardize(x32, self.epsilon) * gamma + beta, self.compute_dtype)
 
   def compute_output_shape(self, input_shape):
     return input_shape[0]
@@ -144,13 +165,22 @@ class MUNITLayerNorm(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="i2i")
 class InstanceNormalization(keras.layers.GroupNormalization):
-  """Keras' GroupNormalization (one group per channel: instance norm), the same weights and configuration; in
-  inference on a oneDNN build the affine-free norm runs as `fusable_instance_norm` (one fused kernel)."""
+  """Keras' GroupNormalization (one group per channel: instance norm), the same weights and configuration. With
+  one group per channel it runs `instance_standardize` (a hand-written gradient), and in inference on a oneDNN
+  build the affine-free norm runs as `fusable_instance_norm` (one fused kernel)."""
 
   def call(self, inputs, training=None):
-    if training or self.center or self.scale or not FUSED_INSTANCE_NORM or self.groups != inputs.shape[-1]:
+    if self.groups != inputs.shape[-1]:
       return super().call(inputs)
-    return ops.cast(fusable_instance_norm(ops.cast(inputs, "float32"), self.epsilon), self.compute_dtype)
+    x32 = ops.cast(inputs, "float32")
+    if not training and not self.center and not self.scale and FUSED_INSTANCE_NORM:
+      return ops.cast(fusable_instance_norm(x32, self.epsilon), self.compute_dtype)
+    y = instance_standardize(x32, self.epsilon)
+    if self.scale:
+      y = y * ops.cast(self.gamma, "float32")
+    if self.center:
+      y = y + ops.cast(self.beta, "float32")
+    return ops.cast(y, self.compute_dtype)
 
 
 def instance_norm(affine: bool = False, epsilon: float = 1e-5, name: str | None = None, dtype=None):
