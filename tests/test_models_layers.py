@@ -138,6 +138,35 @@ def test_instance_standardize_values_and_gradient_equal_float64_autodiff():
   np.testing.assert_allclose(tape.gradient(loss, x32).numpy(), expected_dx.numpy(), rtol=1e-5, atol=2e-5)
 
 
+def test_layer_standardize_values_and_gradient_equal_float64_autodiff():
+  # MUNIT's LayerNorm statistics (unbiased sigma, eps outside the sqrt) over H, W, C per sample: the written-out
+  # gradient against TensorFlow's autodiff of the plain formula in float64.
+  x = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32) * 3 + 1
+  dy = RNG.normal(size=x.shape).astype(np.float32)
+  x64 = tf.constant(x, tf.float64)
+  with tf.GradientTape() as tape:
+    tape.watch(x64)
+    centered = x64 - tf.reduce_mean(x64, axis=[1, 2, 3], keepdims=True)
+    sigma = tf.sqrt(tf.reduce_sum(centered ** 2, axis=[1, 2, 3], keepdims=True) / (5 * 4 * 3 - 1))
+    expected = centered / (sigma + 1e-5)
+    loss = tf.reduce_sum(expected * dy)
+  expected_dx = tape.gradient(loss, x64)
+  x32 = tf.constant(x)
+  with tf.GradientTape() as tape:
+    tape.watch(x32)
+    y = L.normalization.layer_standardize(x32, 1e-5)
+    loss = tf.reduce_sum(y * dy)
+  np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=0, atol=2e-6)
+  np.testing.assert_allclose(tape.gradient(loss, x32).numpy(), expected_dx.numpy(), rtol=1e-5, atol=2e-6)
+  # A constant sample (sigma = 0): z = 0 and the gradient dz / eps - mean, finite (autodiff of sqrt gives NaN).
+  with tf.GradientTape() as tape:
+    flat = tf.fill([1, 2, 2, 1], 3.0)
+    tape.watch(flat)
+    y = L.normalization.layer_standardize(flat, 1e-5)
+  np.testing.assert_array_equal(y.numpy(), 0.0)
+  np.testing.assert_allclose(tape.gradient(y, flat).numpy(), 0.0, atol=1e-6)
+
+
 # AdaIN -------------------------------------------------------------------------------------------------------------
 
 def test_adain_golden():

@@ -219,18 +219,26 @@ def upsample2x_reflect_conv5(x, kernel):
   phase_kernel = tf.cast(tf.reshape(phase_kernel, [3, 3, c_in, 4 * c_out]), x.dtype)
   kernel = tf.cast(kernel, x.dtype)
   main = tf.nn.depth_to_space(conv2d_valid(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC"), phase_kernel), 2)
-  # D_h R_w U: the top and bottom difference rows, upsampled and reflect-padded along W (`[B, 1, 2W + 4, Ci]`).
-  row = lambda top, bottom: crop2d(x, top, bottom, 0, 0)  # noqa: E731
-  col = lambda left, right: crop2d(x, 0, 0, left, right)  # noqa: E731
-  reflect_w = lambda d: tf.pad(tf.repeat(d, 2, axis=2), [[0, 0], [0, 0], [2, 2], [0, 0]], "REFLECT")  # noqa: E731
+  # The difference lines: x[1] - x[0] and x[n-2] - x[n-1] along H (rows) or W (columns), from one 2-line crop at
+  # each end (each crop's gradient is one Pad to x's size).
+  def edge_differences(axis):
+    n = x.shape[axis]
+    crop = lambda t, start, end: crop2d(t, start, end, 0, 0) if axis == 1 else crop2d(t, 0, 0, start, end)  # noqa: E731
+    first, last = crop(x, 0, n - 2), crop(x, n - 2, 0)
+    return crop(first, 1, 0) - crop(first, 0, 1), crop(last, 0, 1) - crop(last, 1, 0)
+
   kernel_row = lambda t: tf.slice(kernel, [t, 0, 0, 0], [1, -1, -1, -1])  # noqa: E731
   kernel_col = lambda s: tf.slice(kernel, [0, s, 0, 0], [-1, 1, -1, -1])  # noqa: E731
-  top = tf.nn.conv2d(reflect_w(row(1, h - 2) - row(0, h - 1)), kernel_row(0), 1, "VALID")  # [B, 1, 2W, Co]
-  bottom = tf.nn.conv2d(reflect_w(row(h - 2, 1) - row(h - 1, 0)), kernel_row(4), 1, "VALID")
-  # E_h D_w U: the left and right difference columns, upsampled and edge-padded along H (`[B, 2H + 4, 1, Ci]`).
+  # D_h R_w U: the difference rows, upsampled and reflect-padded along W (`[B, 1, 2W + 4, Ci]`).
+  reflect_w = lambda d: tf.pad(tf.repeat(d, 2, axis=2), [[0, 0], [0, 0], [2, 2], [0, 0]], "REFLECT")  # noqa: E731
+  d_top, d_bottom = edge_differences(1)
+  top = tf.nn.conv2d(reflect_w(d_top), kernel_row(0), 1, "VALID")  # [B, 1, 2W, Co]
+  bottom = tf.nn.conv2d(reflect_w(d_bottom), kernel_row(4), 1, "VALID")
+  # E_h D_w U: the difference columns, upsampled and edge-padded along H (`[B, 2H + 4, 1, Ci]`).
   edge_h = lambda d: tf.repeat(tf.pad(d, [[0, 0], [1, 1], [0, 0], [0, 0]], "SYMMETRIC"), 2, axis=1)  # noqa: E731
-  left = tf.nn.conv2d(edge_h(col(1, w - 2) - col(0, w - 1)), kernel_col(0), 1, "VALID")  # [B, 2H, 1, Co]
-  right = tf.nn.conv2d(edge_h(col(w - 2, 1) - col(w - 1, 0)), kernel_col(4), 1, "VALID")
+  d_left, d_right = edge_differences(2)
+  left = tf.nn.conv2d(edge_h(d_left), kernel_col(0), 1, "VALID")  # [B, 2H, 1, Co]
+  right = tf.nn.conv2d(edge_h(d_right), kernel_col(4), 1, "VALID")
   rows_h, cols_w = 2 * h - 1, 2 * w - 1
   place = lambda t, before_h, after_h, before_w, after_w: tf.pad(  # noqa: E731
       t, [[0, 0], [before_h, after_h], [before_w, after_w], [0, 0]])

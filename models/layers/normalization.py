@@ -65,6 +65,32 @@ def instance_standardize(x, epsilon: float):
   return standardize(x)
 
 
+def layer_standardize(x, epsilon: float):
+  """(x - mu) / (sigma + eps), mu and the unbiased sigma (divisor N - 1) per sample over every non-batch axis.
+
+  MUNITLayerNorm's normalisation, float32 `[B, ...]`, with the gradient written out: for z = (x - mu) / D,
+  D = sigma + eps, dx = (dz - mean(dz)) / D - z * sum(dz * z) / ((N - 1) sigma) (0 where sigma = 0, where
+  autodiff's sqrt gives NaN).
+  """
+  axes = list(range(1, len(x.shape)))
+
+  @tf.custom_gradient
+  def standardize(x):
+    centered = x - tf.reduce_mean(x, axis=axes, keepdims=True)
+    n_minus_1 = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32) - 1.0
+    sigma = tf.sqrt(tf.reduce_sum(tf.square(centered), axis=axes, keepdims=True) / n_minus_1)
+    denominator = sigma + epsilon
+    z = centered / denominator
+
+    def grad(dz):
+      spread = tf.math.divide_no_nan(tf.reduce_sum(dz * z, axis=axes, keepdims=True), n_minus_1 * sigma)
+      return (dz - tf.reduce_mean(dz, axis=axes, keepdims=True)) / denominator - z * spread
+
+    return z, grad
+
+  return standardize(x)
+
+
 def _check_image(input_shape, layer: str):
   """Raises ValueError unless input_shape is [B, H, W, C] with a known C."""
   if len(input_shape) != 4 or input_shape[-1] is None:
@@ -146,12 +172,7 @@ class MUNITLayerNorm(keras.layers.Layer):
       self.beta = self.add_weight(shape=(channels,), name="beta", initializer="zeros")
 
   def call(self, x):
-    x32 = ops.cast(x, "float32")
-    axes = list(range(1, len(x.shape)))
-    mean = ops.mean(x32, axis=axes, keepdims=True)
-    n = ops.cast(ops.prod(ops.shape(x32)[1:]), "float32")
-    var_unbiased = ops.sum(ops.square(x32 - mean), axis=axes, keepdims=True) / (n - 1.0)
-    y = (x32 - mean) / (ops.sqrt(var_unbiased) + self.epsilon)
+    y = layer_standardize(ops.cast(x, "float32"), self.epsilon)
     if self.affine:
       y = y * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
     return ops.cast(y, self.compute_dtype)
