@@ -80,6 +80,8 @@ def test_crop2d_equals_numpy_slicing_for_static_and_unknown_shapes():
     traced = tf.function(lambda t, crop=crop: L.padding.crop2d(t, *crop),
                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     np.testing.assert_array_equal(traced(x).numpy(), expected)
+    # Unknown H and W (a serving signature) keep the known channel count, which the next layer needs.
+    assert traced.get_concrete_function().structured_outputs.shape.as_list() == [None, None, None, 3]
 
 
 def _float_strided_slices(fn, shape) -> list:

@@ -29,7 +29,11 @@ def crop2d(x, top: int, bottom: int, left: int, right: int):
   """
   shape = tf.shape(x)
   dim = lambda i: x.shape[i] if x.shape[i] is not None else shape[i]  # noqa: E731
-  return tf.slice(x, [0, top, left, 0], [-1, dim(1) - top - bottom, dim(2) - left - right, -1])
+  y = tf.slice(x, [0, top, left, 0], [-1, dim(1) - top - bottom, dim(2) - left - right, -1])
+  # A size computed from tf.shape (unknown H or W) leaves every static dimension unknown: keep B and C.
+  static = lambda i, cut: None if x.shape[i] is None else x.shape[i] - cut  # noqa: E731
+  y.set_shape([x.shape[0], static(1, top + bottom), static(2, left + right), x.shape[3]])
+  return y
 
 
 def _pair(value, name: str) -> tuple[int, int]:
