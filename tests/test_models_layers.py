@@ -117,27 +117,31 @@ def test_reflection_padding_rejects_padding_not_smaller_than_input():
     L.ReflectionPadding2D(-1)
 
 
+def _value_and_gradient(fn, x, dy):
+  """fn(x) and d(sum(fn(x) * dy))/dx, as numpy."""
+  x = tf.constant(x)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = fn(x)
+    loss = tf.reduce_sum(y * tf.cast(dy, y.dtype))
+  return y.numpy(), tape.gradient(loss, x).numpy()
+
+
 def test_instance_standardize_values_and_gradient_equal_float64_autodiff():
-  # The hand-written gradient against TensorFlow's autodiff of the plain formula, both sides in float64 for
-  # the reference; spatially constant channels (var 0) included.
+  # The hand-written gradient against TensorFlow's autodiff of the plain formula in float64; spatially constant
+  # channels (var 0) included.
   x = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32) * 3 + 1
   x[1, :, :, 2] = 0.5
   dy = RNG.normal(size=x.shape).astype(np.float32)
-  x64 = tf.constant(x, tf.float64)
-  with tf.GradientTape() as tape:
-    tape.watch(x64)
-    mean = tf.reduce_mean(x64, axis=[1, 2], keepdims=True)
-    var = tf.reduce_mean((x64 - mean) ** 2, axis=[1, 2], keepdims=True)
-    expected = (x64 - mean) / tf.sqrt(var + 1e-5)
-    loss = tf.reduce_sum(expected * dy)
-  expected_dx = tape.gradient(loss, x64)
-  x32 = tf.constant(x)
-  with tf.GradientTape() as tape:
-    tape.watch(x32)
-    y = L.normalization.instance_standardize(x32, 1e-5)
-    loss = tf.reduce_sum(y * dy)
-  np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=0, atol=2e-6)
-  np.testing.assert_allclose(tape.gradient(loss, x32).numpy(), expected_dx.numpy(), rtol=1e-5, atol=2e-5)
+
+  def plain(t):
+    mean = tf.reduce_mean(t, axis=[1, 2], keepdims=True)
+    return (t - mean) / tf.sqrt(tf.reduce_mean((t - mean) ** 2, axis=[1, 2], keepdims=True) + 1e-5)
+
+  expected, expected_dx = _value_and_gradient(plain, x.astype(np.float64), dy)
+  y, dx = _value_and_gradient(lambda t: L.normalization.instance_standardize(t, 1e-5), x, dy)
+  np.testing.assert_allclose(y, expected, rtol=0, atol=2e-6)
+  np.testing.assert_allclose(dx, expected_dx, rtol=1e-5, atol=2e-5)
 
 
 def test_layer_standardize_values_and_gradient_equal_float64_autodiff():
@@ -145,21 +149,15 @@ def test_layer_standardize_values_and_gradient_equal_float64_autodiff():
   # gradient against TensorFlow's autodiff of the plain formula in float64.
   x = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32) * 3 + 1
   dy = RNG.normal(size=x.shape).astype(np.float32)
-  x64 = tf.constant(x, tf.float64)
-  with tf.GradientTape() as tape:
-    tape.watch(x64)
-    centered = x64 - tf.reduce_mean(x64, axis=[1, 2, 3], keepdims=True)
-    sigma = tf.sqrt(tf.reduce_sum(centered ** 2, axis=[1, 2, 3], keepdims=True) / (5 * 4 * 3 - 1))
-    expected = centered / (sigma + 1e-5)
-    loss = tf.reduce_sum(expected * dy)
-  expected_dx = tape.gradient(loss, x64)
-  x32 = tf.constant(x)
-  with tf.GradientTape() as tape:
-    tape.watch(x32)
-    y = L.normalization.layer_standardize(x32, 1e-5)
-    loss = tf.reduce_sum(y * dy)
-  np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=0, atol=2e-6)
-  np.testing.assert_allclose(tape.gradient(loss, x32).numpy(), expected_dx.numpy(), rtol=1e-5, atol=2e-6)
+
+  def plain(t):
+    centered = t - tf.reduce_mean(t, axis=[1, 2, 3], keepdims=True)
+    return centered / (tf.sqrt(tf.reduce_sum(centered ** 2, axis=[1, 2, 3], keepdims=True) / (5 * 4 * 3 - 1)) + 1e-5)
+
+  expected, expected_dx = _value_and_gradient(plain, x.astype(np.float64), dy)
+  y, dx = _value_and_gradient(lambda t: L.normalization.layer_standardize(t, 1e-5), x, dy)
+  np.testing.assert_allclose(y, expected, rtol=0, atol=2e-6)
+  np.testing.assert_allclose(dx, expected_dx, rtol=1e-5, atol=2e-6)
   # A constant sample (sigma = 0): z = 0 and the gradient dz / eps - mean, finite (autodiff of sqrt gives NaN).
   with tf.GradientTape() as tape:
     flat = tf.fill([1, 2, 2, 1], 3.0)
