@@ -74,11 +74,9 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
   gen_a, gen_b = model.generator_a, model.generator_b
 
   def stacked(net, first, second):
-    """net in training mode on the two batches as one call (every UNIT layer is per sample)."""
+    """net (a network or its `mean`) in training mode on the two batches as one call (every UNIT layer is per
+    sample)."""
     return call_stacked(lambda x: net(x, training=True), (first,), (second,))
-
-  def shared_mean(e_1, e_2):
-    return call_stacked(lambda e: shared_encoder.mean(e, training=True), (e_1,), (e_2,))
 
   def sample(mu, key):
     return shared_encoder.add_noise(mu, training=True, noise=noise[key])
@@ -87,7 +85,8 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
   # encoders are deterministic, so dis_update's mu are gen_update's: encoded once, inside the generator's tape;
   # each update adds its own noise draw. The shared encoder and decoder run both domains as one batch.
   with tf.GradientTape() as tape:
-    mu_a, mu_b = shared_mean(model.encoder_a(x_a, training=True), model.encoder_b(x_b, training=True))
+    mu_a, mu_b = stacked(shared_encoder.mean, model.encoder_a(x_a, training=True),
+                         model.encoder_b(x_b, training=True))
 
   # 1. Discriminator update (the generator's tape is closed: generator outputs are constants here).
   h_a, h_b = stacked(shared_decoder, sample(tf.stop_gradient(mu_a), "dis_a"), sample(tf.stop_gradient(mu_b), "dis_b"))
@@ -106,7 +105,8 @@ def train_step_with_noise(model, gen_optimizer, dis_optimizer, x_a, x_b, global_
     h_a, h_b = stacked(shared_decoder, z_a, z_b)
     x_aa, x_ba = stacked(gen_a, h_a, h_b)
     x_ab, x_bb = stacked(gen_b, h_a, h_b)
-    mu_ba, mu_ab = shared_mean(model.encoder_a(x_ba, training=True), model.encoder_b(x_ab, training=True))
+    mu_ba, mu_ab = stacked(shared_encoder.mean, model.encoder_a(x_ba, training=True),
+                           model.encoder_b(x_ab, training=True))
     z_ba, z_ab = sample(mu_ba, "gen_ba"), sample(mu_ab, "gen_ab")
     h_ba, h_ab = stacked(shared_decoder, z_ba, z_ab)
     x_bab, x_aba = gen_b(h_ba, training=True), gen_a(h_ab, training=True)
