@@ -103,9 +103,11 @@ def test_training_crops_take_no_strided_slice_gradient():
   # (BUILD.md, issue 17).
   block = L.ConvTransposeBlock(4, 3, 2, 1, 1)
   kernel = tf.constant(RNG.normal(size=(5, 5, 2, 3)).astype(np.float32))
+  kernel3 = tf.constant(RNG.normal(size=(3, 3, 2, 3)).astype(np.float32))
   blur = L.GaussianBlurDownsample2D()
   for fn, shape in ((lambda x: block(x, training=True), (1, 6, 6, 2)),
                     (lambda x: L.conv.upsample2x_reflect_conv5(x, kernel), (1, 6, 6, 2)),
+                    (lambda x: L.conv.upsample2x_reflect_conv3(x, kernel3), (1, 6, 6, 2)),
                     (blur, (1, 7, 6, 2))):
     assert not _float_strided_slices(fn, shape)
 
@@ -540,15 +542,24 @@ def test_fast_conv2d_under_mixed_precision(mixed_precision, strides):
   assert y.dtype == tf.float16 and all(g is not None and g.dtype == tf.float32 for g in grads)
 
 
-@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 2, 2, 4), (1, 8, 8, 16)])
-def test_conv_block_call_upsampled_equals_upsampling_then_block(shape):
-  # MUNIT's decoder up-sampling step: UpSampling2D(2, nearest) -> [reflect pad 2, 5x5 conv, LN, ReLU]; the
-  # phase-decomposed path must give the same outputs and gradients (input, kernel, bias, LN gamma/beta).
-  block = L.ConvBlock(5, 5, 1, 2, "reflect", "ln", "relu")
+@pytest.mark.parametrize("family, shape", [(family, shape) for family in ("munit", "ugatit")
+                                           for shape in ((2, 5, 7, 6), (1, 2, 2, 4), (1, 8, 8, 16))]
+                         + [("ugatit", (1, 1, 3, 2))])
+def test_conv_block_call_upsampled_equals_upsampling_then_block(shape, family):
+  # The decoders' up-sampling step: UpSampling2D(2, nearest) -> MUNIT's [reflect pad 2, 5x5 conv, LN, ReLU] or
+  # U-GAT-IT's [reflect pad 1, 3x3 conv without bias, ILN, ReLU]; the phase-decomposed path must give the same
+  # outputs and gradients (input, kernel, bias, and the norm's weights). U-GAT-IT's also holds for one row (MUNIT's
+  # reflect pad 2 needs an upsampled height above 2).
+  if family == "munit":
+    block = L.ConvBlock(5, 5, 1, 2, "reflect", "ln", "relu")
+  else:
+    block = L.ConvBlock(5, 3, 1, 1, "reflect", "iln", "relu", init="torch", use_bias=False)
   x = tf.constant(RNG.normal(size=shape).astype(np.float32))
   upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
   block(upsample(x))
   assert block.built
+  if family == "ugatit":  # ILN's rho starts at 0 (pure LN): give the instance-norm half a share too
+    block.norm_layer.rho.assign(np.linspace(0.2, 0.9, 5).astype(np.float32))
   dy = tf.constant(RNG.normal(size=(shape[0], 2 * shape[1], 2 * shape[2], 5)).astype(np.float32))
   results = []
   for fn in (lambda t: block(upsample(t)), block.call_upsampled):
@@ -557,9 +568,21 @@ def test_conv_block_call_upsampled_equals_upsampling_then_block(shape):
       y = fn(x)
       loss = tf.reduce_sum(y * dy)
     results.append([y, *tape.gradient(loss, [x, *block.trainable_weights])])
-  assert len(results[0]) == 6  # y, dx, kernel, bias, gamma, beta
+  assert len(results[0]) == 6  # y, dx, kernel, and bias + LN gamma/beta or ILN rho/gamma/beta
   for a, b in zip(*results):
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_upsample2x_reflect_conv3_golden():
+  # The reference: numpy's reflect pad of the upsampled image and a direct correlation (_np_conv_grads).
+  for shape in ((1, 3, 4, 2), (2, 1, 2, 3)):
+    x = RNG.normal(size=shape).astype(np.float32)
+    w = RNG.normal(size=(3, 3, shape[3], 4)).astype(np.float32)
+    up = x.repeat(2, axis=1).repeat(2, axis=2)
+    golden = _np_conv_grads(np.pad(up, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect"), w, (1, 1),
+                            np.zeros(up.shape[:3] + (4,)))[0]  # the values only
+    np.testing.assert_allclose(L.conv.upsample2x_reflect_conv3(tf.constant(x), tf.constant(w)).numpy(), golden,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_upsample2x_reflect_conv5_golden():

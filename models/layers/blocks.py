@@ -189,16 +189,22 @@ class ConvBlock(keras.layers.Layer):
     """`self(nearest_upsample_2x(x))` (Keras UpSampling2D(2, "nearest"), then this block): `[B, H, W, C]` ->
     `[B, 2H, 2W, filters]`.
 
-    For MUNIT's up-sampling block (5x5, stride 1, reflect padding 2, built, H and W >= 2 known) the convolution
-    runs as `conv.upsample2x_reflect_conv5` on x itself (same values, 9/25 of the multiply-adds, no 4x
-    larger upsampled image); any other block upsamples with ops.repeat and calls itself.
+    The reflect-padded stride-1 blocks run the convolution on x itself, without the 4x larger upsampled image
+    (same values): MUNIT's (5x5, padding 2; H and W >= 2 known) as `conv.upsample2x_reflect_conv5` with 9/25 of
+    the multiply-adds, U-GAT-IT's (3x3, padding 1) as `conv.upsample2x_reflect_conv3` with 16/36 of them. Any
+    other block (or one not built yet) upsamples with ops.repeat and calls itself.
     """
     h, w = x.shape[1], x.shape[2]
-    if not (self.built and not self.spectral_norm and self.pad_type == "reflect" and self.kernel_size == 5
-            and self.padding == 2 and self.strides == 1 and h is not None and w is not None and min(h, w) >= 2):
+    phase_conv = None
+    if self.built and not self.spectral_norm and self.pad_type == "reflect" and self.strides == 1:
+      if self.kernel_size == 5 and self.padding == 2 and h is not None and w is not None and min(h, w) >= 2:
+        phase_conv = conv_lib.upsample2x_reflect_conv5
+      elif self.kernel_size == 3 and self.padding == 1:
+        phase_conv = conv_lib.upsample2x_reflect_conv3
+    if phase_conv is None:
       return self(ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2))
     x = ops.cast(x, self.compute_dtype)
-    y = conv_lib.upsample2x_reflect_conv5(x, self.conv.kernel)
+    y = phase_conv(x, self.conv.kernel)
     if self.use_bias:
       y = y + ops.cast(self.conv.bias, y.dtype)
     return _norm_and_activation(self, y)

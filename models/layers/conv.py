@@ -201,6 +201,35 @@ _PHASES_5 = np.array([[[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
 _PHASE_TAPS_5 = np.einsum("pat,qbs->abpqts", _PHASES_5, _PHASES_5).reshape(36, 25)
 
 
+# A 3-tap filter on a nearest-upsampled, reflect-padded-by-1 signal: output 2m + p reads e[m + p] and e[m + p + 1]
+# (e = x edge-padded by 1) with these tap sums. Output phase p is stored in channel block a = 1 - p (see
+# upsample2x_reflect_conv3), so the rows are ordered by a.
+_PHASES_3 = np.array([[[1, 1, 0], [0, 0, 1]],    # a = 0: phase p = 1
+                      [[1, 0, 0], [0, 1, 1]]], np.float32)  # a = 1: phase p = 0; [a, tap2, tap3]
+_PHASE_TAPS_3 = np.einsum("atk,bsl->tsabkl", _PHASES_3, _PHASES_3).reshape(16, 9)
+
+
+def upsample2x_reflect_conv3(x, kernel):
+  """conv3x3_valid(reflect_pad(nearest_upsample_2x(x), 1), kernel) without building the upsampled image.
+
+  x `[B, H, W, Ci]`, kernel `[3, 3, Ci, Co]` -> `[B, 2H, 2W, Co]` (no bias); U-GAT-IT's up-sampling blocks.
+  Let U = nearest_upsample_2x(x). Reflect-padding U by 1 repeats its border pixel, which is x's: it equals
+  U(E)[1:-1] with E = x edge-padded by 1. Output row 2m + p then reads E rows m + p and m + p + 1 with the tap
+  sums of `_PHASES_3` (p = 0: w0 | w1 + w2; p = 1: w0 + w1 | w2), and columns likewise, so every output phase
+  (p, q) is a 2x2 convolution of E at offset (p, q): 16/36 of the multiply-adds. One 2x2 'valid' convolution of E
+  with all four phase kernels (4 Co channels, block (a, b) = phase (1 - a, 1 - b)) gives R `[B, H + 1, W + 1,
+  4 Co]`. Row 2i + a of depth_to_space(R) is phase p = 1 - a at E offset i = m + p, i.e. output row
+  2(i - p) + p = 2i + a - 1 (columns likewise): the output is depth_to_space(R) cropped by one pixel per side.
+  """
+  c_in, c_out = kernel.shape[2], kernel.shape[3]
+  kernel = tf.cast(tf.convert_to_tensor(kernel), tf.float32)
+  phase_kernel = tf.matmul(_PHASE_TAPS_3, tf.reshape(kernel, [9, c_in * c_out]))  # rows (t, s, a, b)
+  phase_kernel = tf.transpose(tf.reshape(phase_kernel, [2, 2, 4, c_in, c_out]), [0, 1, 3, 2, 4])
+  phase_kernel = tf.cast(tf.reshape(phase_kernel, [2, 2, c_in, 4 * c_out]), x.dtype)
+  edge = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
+  return crop2d(tf.nn.depth_to_space(conv2d_valid(edge, phase_kernel), 2), 1, 1, 1, 1)
+
+
 def upsample2x_reflect_conv5(x, kernel):
   """conv5x5_valid(reflect_pad(nearest_upsample_2x(x), 2), kernel) without building the upsampled image.
 
