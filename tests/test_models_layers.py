@@ -450,6 +450,43 @@ def test_conv2d_valid_values_and_gradients_match_the_direct_convolution(shape, k
                              (1, 1))
 
 
+@pytest.mark.parametrize("shape,kernel", [((2, 8, 10, 5), (3, 3, 5, 4)), ((1, 9, 7, 3), (3, 3, 3, 6)),
+                                          ((1, 3, 3, 2), (3, 3, 2, 2))])
+def test_winograd_conv3x3_values_and_gradients_match_numpy(shape, kernel):
+  # Even and odd output sizes (odd ones are padded by a zero row/column and cropped), and a single output pixel.
+  _assert_conv_matches_numpy(L.conv.winograd_conv3x3, shape, kernel, (1, 1))
+
+
+def test_winograd_conv3x3_with_unknown_height_and_width():
+  # The exported signatures take [None, None, None, C]: the tiles and the odd-size padding come from tf.shape.
+  x, w = RNG.normal(size=(2, 7, 10, 3)).astype(np.float32), RNG.normal(size=(3, 3, 3, 4)).astype(np.float32)
+  fn = tf.function(L.conv.winograd_conv3x3).get_concrete_function(tf.TensorSpec([None, None, None, 3]),
+                                                                    tf.TensorSpec([3, 3, 3, 4]))
+  assert fn.output_shapes.as_list() == [None, None, None, 4]
+  for shape in ((2, 7, 10, 3), (1, 6, 6, 3)):
+    x = RNG.normal(size=shape).astype(np.float32)
+    np.testing.assert_allclose(fn(tf.constant(x), tf.constant(w)).numpy(),
+                               _np_conv_grads(x, w, (1, 1), np.zeros(shape[:1] + (shape[1] - 2, shape[2] - 2, 4)))[0],
+                               rtol=1e-4, atol=1e-4)
+
+
+def _forward_op_types(conv, shape, kernel, dtype=tf.float32):
+  fn = tf.function(conv).get_concrete_function(tf.TensorSpec(shape, dtype), tf.TensorSpec(kernel, dtype))
+  return {op.type for op in fn.graph.get_operations()}
+
+
+def test_conv2d_valid_takes_winograd_for_float32_3x3_with_128_channels_or_more():
+  # Where it was measured faster (conv.WINOGRAD_MIN_CHANNELS); fewer channels, other kernels and other dtypes
+  # stay TensorFlow's convolution.
+  assert {"BatchMatMulV2"} <= _forward_op_types(L.conv2d_valid, [1, 6, 6, 128], [3, 3, 128, 128])
+  assert "Conv2D" not in _forward_op_types(L.conv2d_valid, [1, 6, 6, 128], [3, 3, 128, 128])
+  for shape, kernel, dtype in (([1, 6, 6, 64], [3, 3, 64, 128], tf.float32),
+                               ([1, 6, 6, 128], [3, 3, 128, 64], tf.float32),
+                               ([1, 6, 6, 128], [5, 5, 128, 128], tf.float32),
+                               ([1, 6, 6, 128], [3, 3, 128, 128], tf.bfloat16)):
+    assert "Conv2D" in _forward_op_types(L.conv2d_valid, shape, kernel, dtype), (shape, kernel, dtype)
+
+
 def _gradient_op_types(conv):
   x, w = tf.zeros([1, 8, 8, 4]), tf.zeros([3, 3, 4, 2])
 

@@ -106,6 +106,88 @@ def _make_conv(forward_dx: bool):
 _CONV_FORWARD_DX, _CONV_NATIVE_DX = _make_conv(True), _make_conv(False)
 
 
+# Winograd F(2x2, 3x3) (Lavin & Gray, 2016): a 3x3 'valid' convolution computed per 2x2 output tile from the 4x4
+# input tile d as A^T [(G g G^T) * (B^T d B)] A, i.e. 16 channel matrix products per tile instead of 36.
+_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+# G g G^T as one product, rows in the order of V below: (column q, row p) of the 4x4 tile.
+_WINOGRAD_KERNEL = np.einsum("pa,qb->qpab", _WINOGRAD_G, _WINOGRAD_G).reshape(16, 9)
+# float32 3x3 convolutions with at least this many input and output channels take the Winograd path. Measured
+# against tf.nn.conv2d with oneDNN (benchmarks/bench_layers.py, BUILD.md): 256 input channels, 16x16 to 64x64
+# maps, batch 1 to 8: forward 1.1-1.9x, forward + both gradients 1.2-2.0x; 128 input channels: forward 0.95-1.04x,
+# with gradients 1.3-1.5x; 64 -> 64 channels: 0.4-0.8x (the transforms are memory passes that few channels do not
+# pay for).
+WINOGRAD_MIN_CHANNELS = 128
+
+
+def use_winograd(x, kernel) -> bool:
+  """Whether conv2d_valid runs `[B, H, W, Ci]` x `kernel` as `winograd_conv3x3`."""
+  kh, kw, c_in, c_out = kernel.shape
+  return (kh == 3 and kw == 3 and x.dtype == tf.float32 and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS)
+
+
+def _even_odd(t, axis: int):
+  """(t[::2], t[1::2]) along `axis` of an even-sized axis, as a reshape and an Unpack (whose gradient is one Pack,
+  where StridedSliceGrad would be ~10x slower)."""
+  shape = tf.unstack(tf.shape(t))
+  static = t.shape.as_list()
+  shape = [static[i] if static[i] is not None else shape[i] for i in range(len(static))]
+  shape[axis] = shape[axis] // 2
+  return tf.unstack(tf.reshape(t, shape[:axis + 1] + [2] + shape[axis + 1:]), axis=axis + 1)
+
+
+def _cut(t, axis: int, start: int, end: int):
+  """t[start:size - end] along `axis` (1 or 2 of a rank-4+ tensor) as one Slice (see crop2d)."""
+  begin, size = [0] * t.shape.rank, [-1] * t.shape.rank
+  begin[axis] = start
+  size[axis] = (t.shape[axis] if t.shape[axis] is not None else tf.shape(t)[axis]) - start - end
+  return tf.slice(t, begin, size)
+
+
+def _winograd_input(d, axis: int):
+  """B^T d along `axis` (of size 2n + 2): [d0 - d2, d1 + d2, d2 - d1, d1 - d3] for the tile rows 2i .. 2i + 3,
+  stacked on a new leading axis (`[4, ..., n, ...]`)."""
+  even, odd = _even_odd(d, axis)
+  r0, r1, r2, r3 = _cut(even, axis, 0, 1), _cut(odd, axis, 0, 1), _cut(even, axis, 1, 0), _cut(odd, axis, 1, 0)
+  return tf.stack([r0 - r2, r1 + r2, r2 - r1, r1 - r3])
+
+
+def winograd_conv3x3(x, kernel):
+  """tf.nn.conv2d(x, kernel, 1, "VALID") for a 3x3 kernel by Winograd F(2x2, 3x3), float32.
+
+  x `[B, H, W, Ci]`, kernel `[3, 3, Ci, Co]` -> `[B, H - 2, W - 2, Co]`. The input transform B^T d B is sums and
+  differences of the even and odd rows (then columns) of x, giving V `[16, B n m, Ci]` for the n x m tiles; one
+  batched matrix product with U = G g G^T `[16, Ci, Co]`; the output transform A^T M A (A^T = [[1, 1, 1, 0],
+  [0, 1, -1, -1]]) gives the four output phases, interleaved by depth_to_space. 16/36 of the direct
+  multiply-adds; the values differ from the direct convolution by float32 rounding only (relative 2e-6 of the
+  largest output on this project's maps: the transforms have coefficients 0, +-1 and 1/2). An odd output size is
+  padded by one zero row (column) at the end and cropped. Gradients by autodiff (transposed transforms and
+  matrix products).
+  """
+  c_in, c_out = kernel.shape[2], kernel.shape[3]
+  u = tf.reshape(tf.matmul(_WINOGRAD_KERNEL, tf.reshape(kernel, [9, c_in * c_out])), [16, c_in, c_out])
+  dims = tf.shape(x)
+  out_h, out_w = (x.shape[i] - 2 if x.shape[i] is not None else dims[i] - 2 for i in (1, 2))
+  static = isinstance(out_h, int) and isinstance(out_w, int)
+  padded = not static or out_h % 2 or out_w % 2
+  if padded:
+    x = tf.pad(x, [[0, 0], [0, out_h % 2], [0, out_w % 2], [0, 0]])
+  rows = _winograd_input(x, 1)  # [4, B, n, W, Ci]
+  v = _winograd_input(rows, 3)  # [4 (columns), 4 (rows), B, n, m, Ci]
+  tiles = tf.shape(v)[:5] if None in v.shape[:5] else v.shape[:5]
+  m = tf.matmul(tf.reshape(v, [16, -1, c_in]), u)  # [16 (column, row), B n m, Co]
+  m = tf.reshape(m, [4, 4, tiles[2], tiles[3], tiles[4], c_out])
+  def output_transform(t):  # along the leading axis of t: [t0 + t1 + t2, t1 - t2 - t3]
+    t0, t1, t2, t3 = tf.unstack(t)
+    return t0 + t1 + t2, t1 - t2 - t3
+  col0, col1 = output_transform(m)  # [4 (rows), B, n, m, Co] each
+  (y00, y10), (y01, y11) = output_transform(col0), output_transform(col1)
+  y = tf.nn.depth_to_space(tf.concat([y00, y01, y10, y11], axis=-1), 2)
+  if padded:
+    y = tf.slice(y, [0, 0, 0, 0], [-1, out_h, out_w, -1])
+    y.set_shape([x.shape[0], out_h if static else None, out_w if static else None, c_out])
+  return y
+
+
 def conv2d_valid(x, kernel, forward_dx: bool | None = None, native: bool | None = None):
   """Stride-1 'valid' convolution `[B, H, W, Ci]` x `[kh, kw, Ci, Co]` -> `[B, H - kh + 1, W - kw + 1, Co]`.
 
@@ -115,6 +197,8 @@ def conv2d_valid(x, kernel, forward_dx: bool | None = None, native: bool | None 
   `forward_input_gradient` decides (or `forward_dx`).
   """
   kernel = tf.cast(tf.convert_to_tensor(kernel), x.dtype)  # a value, not a variable, for tf.custom_gradient
+  if use_winograd(x, kernel):
+    return winograd_conv3x3(x, kernel)
   if native is None:
     native = NATIVE_STRIDE1_GRADIENTS
   if native or (kernel.shape[0] == 1 and kernel.shape[1] == 1):
