@@ -109,7 +109,7 @@ _CONV_FORWARD_DX, _CONV_NATIVE_DX = _make_conv(True), _make_conv(False)
 # Winograd F(2x2, 3x3) (Lavin & Gray, 2016): a 3x3 'valid' convolution computed per 2x2 output tile from the 4x4
 # input tile d as A^T [(G g G^T) * (B^T d B)] A, i.e. 16 channel matrix products per tile instead of 36.
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
-# G g G^T as one product, rows in the order of V below: (column q, row p) of the 4x4 tile.
+# G g G^T as one product; row q * 4 + p holds tile row p, column q (the order winograd_conv3x3 reads it in).
 _WINOGRAD_KERNEL = np.einsum("pa,qb->qpab", _WINOGRAD_G, _WINOGRAD_G).reshape(16, 9)
 # float32 3x3 convolutions with at least this many input and output channels take the Winograd path. Measured
 # against tf.nn.conv2d with oneDNN (benchmarks/bench_layers.py, BUILD.md): 256 input channels, 16x16 to 64x64
@@ -143,48 +143,52 @@ def _cut(t, axis: int, start: int, end: int):
   return tf.slice(t, begin, size)
 
 
-def _winograd_input(d, axis: int):
+def _winograd_input(d, axis: int) -> list:
   """B^T d along `axis` (of size 2n + 2): [d0 - d2, d1 + d2, d2 - d1, d1 - d3] for the tile rows 2i .. 2i + 3,
-  stacked on a new leading axis (`[4, ..., n, ...]`)."""
+  four separate tensors of size n along `axis`."""
   even, odd = _even_odd(d, axis)
   r0, r1, r2, r3 = _cut(even, axis, 0, 1), _cut(odd, axis, 0, 1), _cut(even, axis, 1, 0), _cut(odd, axis, 1, 0)
-  return tf.stack([r0 - r2, r1 + r2, r2 - r1, r1 - r3])
+  return [r0 - r2, r1 + r2, r2 - r1, r1 - r3]
+
+
+def _winograd_output(t0, t1, t2, t3) -> tuple:
+  """A^T t along the tile axis (A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]): the two output phases."""
+  return tf.add_n([t0, t1, t2]), t1 - t2 - t3
 
 
 def winograd_conv3x3(x, kernel):
   """tf.nn.conv2d(x, kernel, 1, "VALID") for a 3x3 kernel by Winograd F(2x2, 3x3), float32.
 
   x `[B, H, W, Ci]`, kernel `[3, 3, Ci, Co]` -> `[B, H - 2, W - 2, Co]`. The input transform B^T d B is sums and
-  differences of the even and odd rows (then columns) of x, giving V `[16, B n m, Ci]` for the n x m tiles; one
-  batched matrix product with U = G g G^T `[16, Ci, Co]`; the output transform A^T M A (A^T = [[1, 1, 1, 0],
-  [0, 1, -1, -1]]) gives the four output phases, interleaved by depth_to_space. 16/36 of the direct
-  multiply-adds; the values differ from the direct convolution by float32 rounding only (relative 2e-6 of the
-  largest output on this project's maps: the transforms have coefficients 0, +-1 and 1/2). An odd output size is
-  padded by one zero row (column) at the end and cropped. Gradients by autodiff (transposed transforms and
-  matrix products).
+  differences of the even and odd rows, then columns, of x: 16 tensors V_pq `[B, n, m, Ci]` for the n x m tiles;
+  each is multiplied by its transformed kernel U_pq (U = G g G^T, one product with a 16 x 9 constant); the output
+  transform A^T M A combines the 16 products into the four output phases, interleaved by depth_to_space. 16/36 of
+  the direct multiply-adds. The 16 tensors stay separate (16 MatMul ops rather than one stacked BatchMatMul):
+  stacking and unstacking them were whole extra passes over V and M, and the separate form measured 8-34% faster,
+  forward and with gradients. The values differ from the direct convolution by float32 rounding only (relative
+  2e-6 of the largest output on this project's maps: the transforms have coefficients 0, +-1 and 1/2). An odd or
+  unknown output size is padded by one zero row (column) at the end and cropped (a no-op copy when it is even).
+  Gradients by autodiff (transposed transforms and matrix products).
   """
   c_in, c_out = kernel.shape[2], kernel.shape[3]
-  u = tf.reshape(tf.matmul(_WINOGRAD_KERNEL, tf.reshape(kernel, [9, c_in * c_out])), [16, c_in, c_out])
+  u = tf.unstack(tf.reshape(tf.matmul(_WINOGRAD_KERNEL, tf.reshape(kernel, [9, c_in * c_out])), [16, c_in, c_out]))
   dims = tf.shape(x)
   out_h, out_w = (x.shape[i] - 2 if x.shape[i] is not None else dims[i] - 2 for i in (1, 2))
   static = isinstance(out_h, int) and isinstance(out_w, int)
   padded = not static or out_h % 2 or out_w % 2
   if padded:
     x = tf.pad(x, [[0, 0], [0, out_h % 2], [0, out_w % 2], [0, 0]])
-  rows = _winograd_input(x, 1)  # [4, B, n, W, Ci]
-  v = _winograd_input(rows, 3)  # [4 (columns), 4 (rows), B, n, m, Ci]
-  tiles = tf.shape(v)[:5] if None in v.shape[:5] else v.shape[:5]
-  m = tf.matmul(tf.reshape(v, [16, -1, c_in]), u)  # [16 (column, row), B n m, Co]
-  m = tf.reshape(m, [4, 4, tiles[2], tiles[3], tiles[4], c_out])
-  def output_transform(t):  # along the leading axis of t: [t0 + t1 + t2, t1 - t2 - t3]
-    t0, t1, t2, t3 = tf.unstack(t)
-    return t0 + t1 + t2, t1 - t2 - t3
-  col0, col1 = output_transform(m)  # [4 (rows), B, n, m, Co] each
-  (y00, y10), (y01, y11) = output_transform(col0), output_transform(col1)
-  y = tf.nn.depth_to_space(tf.concat([y00, y01, y10, y11], axis=-1), 2)
+  v = [_winograd_input(rows, 2) for rows in _winograd_input(x, 1)]  # v[p][q]: tile row p, column q
+  tiles = tf.shape(v[0][0])[:3]
+  def product(p, q):
+    return tf.reshape(tf.matmul(tf.reshape(v[p][q], [-1, c_in]), u[q * 4 + p]),
+                      tf.concat([tiles, [c_out]], axis=0))
+  by_column = [_winograd_output(*(product(p, q) for q in range(4))) for p in range(4)]  # [p][b]
+  col0, col1 = (_winograd_output(*(by_column[p][b] for p in range(4))) for b in (0, 1))  # [a] each
+  y = tf.nn.depth_to_space(tf.concat([col0[0], col1[0], col0[1], col1[1]], axis=-1), 2)
   if padded:
     y = tf.slice(y, [0, 0, 0, 0], [-1, out_h, out_w, -1])
-    y.set_shape([x.shape[0], out_h if static else None, out_w if static else None, c_out])
+  y.set_shape([x.shape[0], out_h if static else None, out_w if static else None, c_out])
   return y
 
 
