@@ -112,10 +112,10 @@ _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
 # G g G^T as one product; row q * 4 + p holds tile row p, column q (the order winograd_conv3x3 reads it in).
 _WINOGRAD_KERNEL = np.einsum("pa,qb->qpab", _WINOGRAD_G, _WINOGRAD_G).reshape(16, 9)
 # float32 3x3 convolutions with at least this many input and output channels take the Winograd path. Measured
-# against tf.nn.conv2d with oneDNN (benchmarks/bench_layers.py, BUILD.md): 256 input channels, 16x16 to 64x64
-# maps, batch 1 to 8: forward 1.1-1.9x, forward + both gradients 1.2-2.0x; 128 input channels: forward 0.95-1.04x,
-# with gradients 1.3-1.5x; 64 -> 64 channels: 0.4-0.8x (the transforms are memory passes that few channels do not
-# pay for).
+# against tf.nn.conv2d with oneDNN (benchmarks/bench_layers.py, BUILD.md "Fourth pass"): 256 input channels, 16x16
+# to 64x64 maps, batch 1 to 8: forward 1.4-2.4x, forward + both gradients 1.1-1.8x; 128 input channels: forward
+# 1.2-1.3x, with gradients 1.35-1.4x; 64 -> 64 channels: 0.76-0.86x (the transforms are memory passes that few
+# channels do not pay for).
 WINOGRAD_MIN_CHANNELS = 128
 
 
