@@ -36,7 +36,10 @@ WEIGHT_ATOL = 1e-6
 # L2, weights after the step up to 3.6e-5 / 9.8e-5. Not explained yet (a suspect: sign flips of the L1 terms'
 # gradient at pixels where the two sides' outputs differ by ~1e-6); these bounds were set after measuring and
 # only guard against gross breakage at that size.
-PAPER_TOLERANCES = {"forward": 1e-5, "loss": 1e-4, "grad": 3e-2, "weight": 2e-4}
+# Forward: the residual blocks' 256-channel 3x3 convolutions run as Winograd F(4x4, 3x3) (models/layers/conv.py),
+# whose transforms (coefficients up to 8 and 1/24) round about 5x more than the direct convolution: measured
+# 1.0e-5 on the image and 1.5e-5 on the CAM heatmap (light), against 5.7e-6 with F(2x2, 3x3).
+PAPER_TOLERANCES = {"forward": 3e-5, "loss": 1e-4, "grad": 3e-2, "weight": 2e-4}
 OUR_NETWORKS = {"genA2B": "gen_a2b", "genB2A": "gen_b2a", "disGA": "dis_global_a", "disGB": "dis_global_b",
                 "disLA": "dis_local_a", "disLB": "dis_local_b"}
 

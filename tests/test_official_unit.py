@@ -44,7 +44,9 @@ STRICT = {"forward": 1e-5, "grad": 1e-3, "forward_relative": True}
 # Adam's first step moves each weight by lr * g' / (|g'| + eps), g' = g + wd * w, about lr * sign(g'): where the two
 # float32 gradients differ by more than 1% of |g'| (elements whose gradient is at the rounding noise level) the
 # weights may differ by up to 2 lr; allowed at the paper size only for such elements (counted in the report).
-PAPER_TOL = {"forward": 1e-5, "grad": 2e-2, "forward_relative": True, "unresolved": 0.01}
+# Forward: the 256-channel residual convolutions run as Winograd F(4x4, 3x3) (models/layers/conv.py), whose
+# transforms round about 5x more than the direct convolution: 1.4e-5 of |z| on the latent codes (measured).
+PAPER_TOL = {"forward": 3e-5, "grad": 2e-2, "forward_relative": True, "unresolved": 0.01}
 SMALL = [pytest.param(("unit", FIXTURES, STRICT), id="unit"),
          pytest.param(("unit_ms", FIXTURES, STRICT), id="unit_ms")]
 PAPER = pytest.param(("unit", os.environ.get(PAPER_ENV), PAPER_TOL), id="paper64", marks=[

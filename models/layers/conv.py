@@ -108,16 +108,21 @@ def _make_conv(forward_dx: bool):
 _CONV_FORWARD_DX, _CONV_NATIVE_DX = _make_conv(True), _make_conv(False)
 
 
-# Winograd F(2x2, 3x3) (Lavin & Gray, 2016): a 3x3 'valid' convolution computed per 2x2 output tile from the 4x4
-# input tile d as A^T [(G g G^T) * (B^T d B)] A, i.e. 16 channel matrix products per tile instead of 36.
-_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
-# G g G^T as one product; row q * 4 + p holds tile row p, column q (the order winograd_conv3x3 reads it in).
-_WINOGRAD_KERNEL = np.einsum("pa,qb->qpab", _WINOGRAD_G, _WINOGRAD_G).reshape(16, 9)
+# Winograd F(4x4, 3x3) (Lavin & Gray, 2016; interpolation points 0, +-1, +-2): a 3x3 'valid' convolution computed
+# per 4x4 output tile from the 6x6 input tile d as A^T [(G g G^T) * (B^T d B)] A, i.e. 36 channel matrix products
+# per 16 output pixels instead of 144. Both axes at once: the Kronecker products below act on the 36 tile positions
+# (row-major: position 6 r + c), so every transform is one matrix product with a constant.
+_WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
+_WINOGRAD_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
+_WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                        np.float64)
+_WINOGRAD_INPUT = np.kron(_WINOGRAD_BT, _WINOGRAD_BT).astype(np.float32)  # [36, 36]: B^T d B
+_WINOGRAD_KERNEL = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(np.float32)  # [36, 9]: G g G^T
+_WINOGRAD_OUTPUT = np.kron(_WINOGRAD_AT, _WINOGRAD_AT).astype(np.float32)  # [16, 36]: A^T m A
 # float32 3x3 convolutions with at least this many input and output channels take the Winograd path. Measured
-# against tf.nn.conv2d with oneDNN (benchmarks/bench_layers.py, BUILD.md "Fourth pass"): 256 input channels, 16x16
-# to 64x64 maps, batch 1 to 8: forward 1.4-2.4x, forward + both gradients 1.1-1.8x; 128 input channels: forward
-# 1.2-1.3x, with gradients 1.35-1.4x; 64 -> 64 channels: 0.76-0.86x (the transforms are memory passes that few
-# channels do not pay for).
+# against tf.nn.conv2d with oneDNN (benchmarks/bench_layers.py, BUILD.md "Fifth pass").
 WINOGRAD_MIN_CHANNELS = 128
 
 
@@ -127,69 +132,82 @@ def use_winograd(x, kernel) -> bool:
   return (kh == 3 and kw == 3 and x.dtype == tf.float32 and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS)
 
 
-def _even_odd(t, axis: int):
-  """(t[::2], t[1::2]) along `axis` of an even-sized axis, as a reshape and an Unpack (whose gradient is one Pack,
-  where StridedSliceGrad would be ~10x slower)."""
-  shape = tf.unstack(tf.shape(t))
-  static = t.shape.as_list()
-  shape = [static[i] if static[i] is not None else shape[i] for i in range(len(static))]
-  shape[axis] = shape[axis] // 2
-  return tf.unstack(tf.reshape(t, shape[:axis + 1] + [2] + shape[axis + 1:]), axis=axis + 1)
+def _dims(t) -> list:
+  """t's shape, static where known, else from tf.shape."""
+  dynamic = tf.shape(t)
+  return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape.as_list())]
 
 
-def _crop_axis(t, axis: int, start: int, end: int):
-  """t[:, start:H - end] (axis 1) or t[:, :, start:W - end] (axis 2) of `[B, H, W, C]`, by crop2d (one Slice)."""
-  return crop2d(t, start, end, 0, 0) if axis == 1 else crop2d(t, 0, 0, start, end)
+def _winograd_tiles(x):
+  """The 6x6 input tiles at stride 4 of x `[B, H, W, C]`, transformed: V `[36, T, C]` (T = B n m tiles, position-major,
+  tiles in (b, i, j) order), and (n, m): the tile rows and columns (ceil((H - 2) / 4), ceil((W - 2) / 4)).
 
-
-def _winograd_input(d, axis: int) -> list:
-  """B^T d along `axis` (of size 2n + 2): [d0 - d2, d1 + d2, d2 - d1, d1 - d3] for the tile rows 2i .. 2i + 3,
-  four separate tensors of size n along `axis`."""
-  even, odd = _even_odd(d, axis)
-  r0, r1, r2, r3 = (_crop_axis(even, axis, 0, 1), _crop_axis(odd, axis, 0, 1), _crop_axis(even, axis, 1, 0),
-                    _crop_axis(odd, axis, 1, 0))
-  return [r0 - r2, r1 + r2, r2 - r1, r1 - r3]
-
-
-def _winograd_output(t0, t1, t2, t3) -> tuple:
-  """A^T t along the tile axis (A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]): the two output phases."""
-  return tf.add_n([t0, t1, t2]), t1 - t2 - t3
-
-
-def winograd_conv3x3(x, kernel):
-  """tf.nn.conv2d(x, kernel, 1, "VALID") for a 3x3 kernel by Winograd F(2x2, 3x3), float32.
-
-  x `[B, H, W, Ci]`, kernel `[3, 3, Ci, Co]` -> `[B, H - 2, W - 2, Co]`. The input transform B^T d B is sums and
-  differences of the even and odd rows, then columns, of x: 16 tensors V_pq `[B, n, m, Ci]` for the n x m tiles;
-  each is multiplied by its transformed kernel U_pq (U = G g G^T, one product with a 16 x 9 constant); the output
-  transform A^T M A combines the 16 products into the four output phases, interleaved by depth_to_space. 16/36 of
-  the direct multiply-adds. The 16 tensors stay separate (16 MatMul ops rather than one stacked BatchMatMul):
-  stacking and unstacking them were whole extra passes over V and M, and the separate form measured 8-34% faster,
-  forward and with gradients. The values differ from the direct convolution by float32 rounding only (relative
-  2e-6 of the largest output on this project's maps: the transforms have coefficients 0, +-1 and 1/2). An odd or
-  unknown output size is padded by one zero row (column) at the end and cropped (a no-op copy when it is even).
-  Gradients by autodiff (transposed transforms and matrix products).
+  x is zero-padded at the end to 4 (n + 1) rows and 4 (m + 1) columns; tile i's rows are block i's four rows and
+  block i + 1's first two (one reshape, two slices and a concat per axis), the 36 positions are moved to the front
+  by one transpose, and B^T d B is one product with the 36 x 36 constant.
   """
+  b, h, w, c = _dims(x)
+  n, m = (h + 1) // 4, (w + 1) // 4  # ceil((h - 2) / 4)
+  x = tf.pad(x, [[0, 0], [0, 4 * (n + 1) - h], [0, 4 * (m + 1) - w], [0, 0]])
+  rows = tf.reshape(x, [b, n + 1, 4, 4 * (m + 1), c])
+  rows = tf.concat([rows[:, :n], rows[:, 1:, :2]], axis=2)  # [B, n, 6, W', C]
+  cols = tf.reshape(rows, [b, n, 6, m + 1, 4, c])
+  cols = tf.concat([cols[:, :, :, :m], cols[:, :, :, 1:, :2]], axis=4)  # [B, n, 6, m, 6, C]
+  d = tf.reshape(tf.transpose(cols, [2, 4, 0, 1, 3, 5]), [36, -1])
+  return tf.reshape(tf.matmul(_WINOGRAD_INPUT, d), [36, -1, c]), (n, m)
+
+
+def _winograd_forward(x, u):
+  """conv3x3_valid(x, g) from the transformed kernel U = G g G^T `[36, Ci, Co]`; also returns V and the tiling."""
+  b, h, w, _ = _dims(x)
+  c_out = u.shape[2]
+  v, (n, m) = _winograd_tiles(x)
+  products = tf.matmul(v, u)
+  y = tf.reshape(tf.matmul(_WINOGRAD_OUTPUT, tf.reshape(products, [36, -1])), [4, 4, b, n, m, c_out])
+  y = tf.reshape(tf.transpose(y, [2, 3, 0, 4, 1, 5]), [b, 4 * n, 4 * m, c_out])
+  y = tf.slice(y, [0, 0, 0, 0], [-1, h - 2, w - 2, -1])
+  y.set_shape([x.shape[0], *(s - 2 if s is not None else None for s in x.shape[1:3]), c_out])
+  return y, v, (n, m)
+
+
+def _winograd_kernel(kernel):
   c_in, c_out = kernel.shape[2], kernel.shape[3]
-  u = tf.unstack(tf.reshape(tf.matmul(_WINOGRAD_KERNEL, tf.reshape(kernel, [9, c_in * c_out])), [16, c_in, c_out]))
-  dims = tf.shape(x)
-  out_h, out_w = (x.shape[i] - 2 if x.shape[i] is not None else dims[i] - 2 for i in (1, 2))
-  static = isinstance(out_h, int) and isinstance(out_w, int)
-  padded = not static or out_h % 2 or out_w % 2
-  if padded:
-    x = tf.pad(x, [[0, 0], [0, out_h % 2], [0, out_w % 2], [0, 0]])
-  v = [_winograd_input(rows, 2) for rows in _winograd_input(x, 1)]  # v[p][q]: tile row p, column q
-  tiles = tf.shape(v[0][0])[:3]
-  def product(p, q):
-    return tf.reshape(tf.matmul(tf.reshape(v[p][q], [-1, c_in]), u[q * 4 + p]),
-                      tf.concat([tiles, [c_out]], axis=0))
-  by_column = [_winograd_output(*(product(p, q) for q in range(4))) for p in range(4)]  # [p][b]
-  col0, col1 = (_winograd_output(*(by_column[p][b] for p in range(4))) for b in (0, 1))  # [a] each
-  y = tf.nn.depth_to_space(tf.concat([col0[0], col1[0], col0[1], col1[1]], axis=-1), 2)
-  if padded:
-    y = tf.slice(y, [0, 0, 0, 0], [-1, out_h, out_w, -1])
-  y.set_shape([x.shape[0], out_h if static else None, out_w if static else None, c_out])
-  return y
+  return tf.reshape(tf.matmul(_WINOGRAD_KERNEL, tf.reshape(kernel, [9, c_in * c_out])), [36, c_in, c_out])
+
+
+@tf.custom_gradient
+def winograd_conv3x3(x, kernel):
+  """tf.nn.conv2d(x, kernel, 1, "VALID") for a 3x3 kernel by Winograd F(4x4, 3x3), float32.
+
+  x `[B, H, W, Ci]`, kernel `[3, 3, Ci, Co]` -> `[B, H - 2, W - 2, Co]`, any H, W >= 3 (also unknown: the
+  exported signatures take any size; the tiling pads with zeros and the output is cropped). The input tiles are
+  transformed by one 36 x 36 constant product (B^T d B), each of the 36 tile positions is one channel matrix
+  product with the transformed kernel (G g G^T: one 36 x 9 constant product; the 36 products are one batched
+  MatMul, measured as fast as 36 separate ones or faster), and one 16 x 36 product (A^T M A)
+  gives the 16 output pixels of each tile: 36/144 of the direct multiply-adds. The values differ from the direct
+  convolution by float32 rounding (relative 1e-5 of the largest output on this project's maps; F(2x2, 3x3) was
+  2e-6 at 16/36).
+
+  Gradients are written out rather than differentiated through the tiling (whose gradient is slices, pads and
+  transposes of every intermediate): dx is the same Winograd convolution of dy padded by 2 with the kernel
+  rotated by 180 degrees and its channels swapped; dkernel = G^T [V^T (A dy_tiles A^T)] G per tile position, with
+  V kept from the forward pass.
+  """
+  u = _winograd_kernel(kernel)
+  y, v, (n, m) = _winograd_forward(x, u)
+
+  def grad(dy):
+    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # [3, 3, Co, Ci]
+    dx = _winograd_forward(tf.pad(dy, [[0, 0], [2, 2], [2, 2], [0, 0]]), _winograd_kernel(flipped))[0]
+    b, oh, ow, c_out = _dims(dy)
+    dy = tf.pad(dy, [[0, 0], [0, 4 * n - oh], [0, 4 * m - ow], [0, 0]])
+    dy = tf.reshape(tf.transpose(tf.reshape(dy, [b, n, 4, m, 4, c_out]), [2, 4, 0, 1, 3, 5]), [16, -1])
+    dm = tf.reshape(tf.matmul(_WINOGRAD_OUTPUT, dy, transpose_a=True), [36, -1, c_out])
+    du = tf.matmul(v, dm, transpose_a=True)
+    dkernel = tf.matmul(_WINOGRAD_KERNEL, tf.reshape(du, [36, -1]), transpose_a=True)
+    return dx, tf.reshape(dkernel, kernel.shape)
+
+  return y, grad
 
 
 def conv2d_valid(x, kernel, forward_dx: bool | None = None, native: bool | None = None):
@@ -327,6 +345,11 @@ def upsample2x_reflect_conv3(x, kernel):
   phase_kernel = _phase_kernel(_PHASE_TAPS_3, kernel, x.dtype)
   edge = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
   return crop2d(tf.nn.depth_to_space(conv2d_valid(edge, phase_kernel), 2), 1, 1, 1, 1)
+
+
+def _crop_axis(t, axis: int, start: int, end: int):
+  """t[:, start:H - end] (axis 1) or t[:, :, start:W - end] (axis 2) of `[B, H, W, C]`, by crop2d (one Slice)."""
+  return crop2d(t, start, end, 0, 0) if axis == 1 else crop2d(t, 0, 0, start, end)
 
 
 def upsample2x_reflect_conv5(x, kernel):
