@@ -73,12 +73,17 @@ def forward_input_gradient(input_shape, kernel_shape) -> bool:
   return c_out <= MAX_OUTPUT_CHANNELS or (pixels >= MIN_OUTPUT_PIXELS and c_in >= MIN_INPUT_CHANNELS)
 
 
+def _rotated(kernel):
+  """The kernel of a 'valid' convolution's input gradient: rotated by 180 degrees, channels swapped
+  (`[kh, kw, Ci, Co]` -> `[kh, kw, Co, Ci]`)."""
+  return tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+
+
 def _input_gradient(dy, kernel, input_shape, forward: bool):
   """dx of a 'valid' stride-1 convolution: pad(dy, k - 1) * rot180(kernel)^T, or Conv2DBackpropInput."""
   kh, kw = kernel.shape[0], kernel.shape[1]
   if forward:
-    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # [kh, kw, Co, Ci]
-    return tf.nn.conv2d(tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]), flipped, 1, "VALID")
+    return tf.nn.conv2d(tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]), _rotated(kernel), 1, "VALID")
   return tf.raw_ops.Conv2DBackpropInput(input_sizes=input_shape, filter=kernel, out_backprop=dy, strides=[1, 1, 1, 1],
                                          padding="VALID")
 
@@ -141,17 +146,19 @@ def _dims(t) -> list:
   return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape.as_list())]
 
 
-def _winograd_tiles(x):
-  """The 6x6 input tiles at stride 4 of x `[B, H, W, C]`, transformed: V `[36, T, C]` (T = B n m tiles, position-major,
-  tiles in (b, i, j) order), and (n, m): the tile rows and columns (ceil((H - 2) / 4), ceil((W - 2) / 4)).
+def _winograd_tiles(x, border: int = 0):
+  """The 6x6 input tiles at stride 4 of x `[B, H, W, C]` zero-padded by `border` on every side, transformed: V
+  `[36, T, C]` (T = B n m tiles, position-major, tiles in (b, i, j) order), and (n, m): the tile rows and columns
+  (ceil((H' - 2) / 4), ceil((W' - 2) / 4) of the bordered size H' x W').
 
-  x is zero-padded at the end to 4 (n + 1) rows and 4 (m + 1) columns; tile i's rows are block i's four rows and
-  block i + 1's first two (one reshape, two slices and a concat per axis), the 36 positions are moved to the front
-  by one transpose, and B^T d B is one product with the 36 x 36 constant.
+  x gets the border and the zeros up to 4 (n + 1) rows and 4 (m + 1) columns in one Pad; tile i's rows are block
+  i's four rows and block i + 1's first two (one reshape, two slices and a concat per axis), the 36 positions are
+  moved to the front by one transpose, and B^T d B is one product with the 36 x 36 constant.
   """
   b, h, w, c = _dims(x)
+  h, w = h + 2 * border, w + 2 * border
   n, m = (h + 1) // 4, (w + 1) // 4  # ceil((h - 2) / 4)
-  x = tf.pad(x, [[0, 0], [0, 4 * (n + 1) - h], [0, 4 * (m + 1) - w], [0, 0]])
+  x = tf.pad(x, [[0, 0], [border, 4 * (n + 1) - h + border], [border, 4 * (m + 1) - w + border], [0, 0]])
   rows = tf.reshape(x, [b, n + 1, 4, 4 * (m + 1), c])
   rows = tf.concat([rows[:, :n], rows[:, 1:, :2]], axis=2)  # [B, n, 6, W', C]
   cols = tf.reshape(rows, [b, n, 6, m + 1, 4, c])
@@ -160,16 +167,18 @@ def _winograd_tiles(x):
   return tf.reshape(tf.matmul(_WINOGRAD_INPUT, d), [36, -1, c]), (n, m)
 
 
-def _winograd_forward(x, u):
-  """conv3x3_valid(x, g) from the transformed kernel U = G g G^T `[36, Ci, Co]`; also returns V and the tiling."""
+def _winograd_forward(x, u, border: int = 0):
+  """conv3x3_valid(x zero-padded by `border`, g) from the transformed kernel U = G g G^T `[36, Ci, Co]`; also
+  returns V and the tiling."""
   b, h, w, _ = _dims(x)
+  h, w = h + 2 * border, w + 2 * border
   c_out = u.shape[2]
-  v, (n, m) = _winograd_tiles(x)
+  v, (n, m) = _winograd_tiles(x, border)
   products = tf.matmul(v, u)
   y = tf.reshape(tf.matmul(_WINOGRAD_OUTPUT, tf.reshape(products, [36, -1])), [4, 4, b, n, m, c_out])
   y = tf.reshape(tf.transpose(y, [2, 3, 0, 4, 1, 5]), [b, 4 * n, 4 * m, c_out])
   y = tf.slice(y, [0, 0, 0, 0], [-1, h - 2, w - 2, -1])
-  y.set_shape([x.shape[0], *(s - 2 if s is not None else None for s in x.shape[1:3]), c_out])
+  y.set_shape([x.shape[0], *(s + 2 * border - 2 if s is not None else None for s in x.shape[1:3]), c_out])
   return y, v, (n, m)
 
 
@@ -192,16 +201,15 @@ def winograd_conv3x3(x, kernel):
   2e-6 at 16/36).
 
   Gradients are written out rather than differentiated through the tiling (whose gradient is slices, pads and
-  transposes of every intermediate): dx is the same Winograd convolution of dy padded by 2 with the kernel
-  rotated by 180 degrees and its channels swapped; dkernel = G^T [V^T (A dy_tiles A^T)] G per tile position, with
-  V kept from the forward pass.
+  transposes of every intermediate): dx is the same Winograd convolution of dy with a zero border of 2 (in the
+  tiling's one Pad) and the kernel rotated by 180 degrees, channels swapped; dkernel = G^T [V^T (A dy_tiles A^T)] G
+  per tile position, with V kept from the forward pass.
   """
   u = _winograd_kernel(kernel)
   y, v, (n, m) = _winograd_forward(x, u)
 
   def grad(dy):
-    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # [3, 3, Co, Ci]
-    dx = _winograd_forward(tf.pad(dy, [[0, 0], [2, 2], [2, 2], [0, 0]]), _winograd_kernel(flipped))[0]
+    dx = _winograd_forward(dy, _winograd_kernel(_rotated(kernel)), border=2)[0]
     b, oh, ow, c_out = _dims(dy)
     dy = tf.pad(dy, [[0, 0], [0, 4 * n - oh], [0, 4 * m - ow], [0, 0]])
     dy = tf.reshape(tf.transpose(tf.reshape(dy, [b, n, 4, m, 4, c_out]), [2, 4, 0, 1, 3, 5]), [16, -1])
