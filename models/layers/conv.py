@@ -146,7 +146,7 @@ def _dims(t) -> list:
   return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape.as_list())]
 
 
-def _tile_index(b, n: int, m: int, height, width):
+def _tile_index(b, n, m, height, width):
   """`[36, B n m]` int32: the row of each tile pixel in the flattened `[B height width, C]` image, position-major
   (position 6 r + c of the 6x6 tile), tiles in (b, i, j) order; tile (i, j) starts at row 4 i, column 4 j."""
   offsets = tf.range(6)
@@ -157,7 +157,7 @@ def _tile_index(b, n: int, m: int, height, width):
   return tf.reshape(index, [36, -1])
 
 
-def _output_index(b, n: int, m: int, height, width):
+def _output_index(b, n, m, height, width):
   """`[B height width]` int32: the row of each output pixel (b, r, c) in the flattened `[16 B n m, Co]` tile
   outputs (position 4 (r mod 4) + c mod 4 of tile (b, r div 4, c div 4))."""
   r, c = tf.range(height), tf.range(width)
