@@ -67,7 +67,8 @@ class ExportConfig:
       recorded in the model card (`checkpoint`) and the result (the lineage). With a generator EMA the
       averaged generator weights are exported.
     compute_dtype: "float32", or "bfloat16": the networks compute in bfloat16 (float32 weights, float32 and uint8
-      outputs); on a CPU with AMX-BF16 / AVX512_BF16 several times faster (BUILD.md, inference benchmark). What it
+      outputs); on a CPU with AMX-BF16 up to several times faster, without AMX (AVX512_BF16 alone) slower than
+      float32 (BUILD.md, issue 17's inference tables). What it
       costs is measured at export against the float32 model on the verification inputs and recorded in the
       model card and the result (`precision`: mean/max absolute uint8 difference and PSNR per direction).
   """

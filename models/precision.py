@@ -2,7 +2,8 @@
 
 `compute_policy("bfloat16")` is a context manager under which a family's `build_model` builds layers with Keras'
 "mixed_bfloat16" policy: the variables stay float32 (so a float32 checkpoint restores into them unchanged) and the
-convolutions and matmuls run in bfloat16 (on a CPU with AVX512_BF16 / AMX-BF16 oneDNN runs them on those units).
+convolutions and matmuls run in bfloat16 (oneDNN runs them on AVX512_BF16 / AMX-BF16 units; faster than float32
+only with AMX, BUILD.md issue 17).
 The networks' normalisations compute their statistics in float32 and the generators return float32 (see
 models/layers/normalization.py and adalin.py); the uint8 wire conversion casts to float32 first.
 Used by training (`--mixed_precision`), export (`--compute_dtype`) and the inference benchmark.
